@@ -1,0 +1,58 @@
+"""The reference backend: a plain PyTorch loop over a cell's step.
+
+Slow, obviously right, any dtype and device: the oracle every other backend is tested
+against. The input projection of all steps is one GEMM before the loop (the same math as
+projecting inside the step); the loop walks ``unbind`` views and ``stack``s the outputs,
+because indexing a large tensor per step (``x[t]``) makes backward O(T^2).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lstmkit.cells import CellSpec
+
+
+def run_layer(
+    cell: CellSpec,
+    params: dict[str, Tensor],
+    x: Tensor,  # [T, B, D]
+    state: tuple[Tensor, ...],  # the cell's states, each [B, size]
+    *,
+    lengths: Tensor | None = None,  # [B] int64 on x's device, 1 <= lengths <= T
+    reverse: bool = False,
+    zoneout_masks: tuple[Tensor | None, ...] | None = None,  # per state: [T, B, size] or None
+    recurrent_mask: Tensor | None = None,  # [B, cell.recurrent_input_size]
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Run one layer in one direction; returns (outputs ``[T, B, P]``, final states).
+
+    With ``lengths``, sequence b is ``x[:lengths[b], b]``: outputs past its end are zero and
+    its final state is the one at its last step (its first, in reverse). Zoneout keeps state
+    unit k at step t where ``zoneout_masks[s][t, b, k]`` is 1.
+    """
+    steps = cell.input_projection(params, x).unbind(0)
+    T = len(steps)
+    valid = None
+    if lengths is not None:
+        # [T, B, 1]: step t of sequence b is real data
+        valid = (torch.arange(T, device=x.device)[:, None] < lengths[None, :])[..., None].unbind(0)
+    zoneout = [None if m is None else m.unbind(0) for m in (zoneout_masks or ())]
+
+    outputs: list[Tensor | None] = [None] * T
+    for t in reversed(range(T)) if reverse else range(T):
+        y, new_state = cell.step(params, steps[t], state, recurrent_mask)
+        if zoneout:
+            new_state = tuple(
+                new
+                if k >= len(zoneout) or zoneout[k] is None
+                else torch.lerp(new, old, zoneout[k][t])
+                for k, (new, old) in enumerate(zip(new_state, state, strict=True))
+            )
+            y = new_state[0]
+        if valid is not None:
+            new_state = tuple(torch.where(valid[t], new, old) for new, old in zip(new_state, state))
+            y = torch.where(valid[t], y, torch.zeros_like(y))
+        state = new_state
+        outputs[t] = y
+    return torch.stack(outputs), state  # type: ignore[arg-type]

@@ -1,0 +1,6 @@
+"""The modules users hold."""
+
+from lstmkit.nn.gru import GRU
+from lstmkit.nn.lstm import LSTM
+
+__all__ = ["GRU", "LSTM"]

@@ -1,0 +1,245 @@
+"""The sequence machinery every recurrent module shares, written once.
+
+Layers, directions, dropout between layers, initial and final states, lengths, packing,
+zoneout and recurrent-dropout masks, the backend call and ``step()`` live here; a subclass
+only says which cell runs each layer-direction and how its states are packed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from lstmkit._checks import check_positive_int, check_probability
+from lstmkit.backends.registry import check_backend, resolve
+from lstmkit.cells import CellSpec
+from lstmkit.nn.inputs import check_tensor_like, finish_output, prepare_input
+
+State = tuple[Tensor, ...]
+
+
+class RecurrentBase(nn.Module):
+    """Stacked, optionally bidirectional recurrence over any cell (see ``lstmkit.LSTM``)."""
+
+    state_names: tuple[str, ...] = ("h0",)
+
+    def __init__(
+        self,
+        cells: list[list[CellSpec]],  # [layer][direction]
+        *,
+        batch_first: bool,
+        dropout: float,
+        zoneout: tuple[float, ...],  # per state of the cell, in state order
+        recurrent_dropout: float,
+        backend: str,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> None:
+        super().__init__()
+        self.cells = cells
+        self.num_layers = len(cells)
+        self.bidirectional = len(cells[0]) == 2
+        self.batch_first = bool(batch_first)
+        self.dropout = check_probability("dropout", dropout, allow_one=True)
+        self.zoneout = zoneout
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self.backend = check_backend("backend", backend)
+        factory = {"device": device, "dtype": dtype}
+        for layer, directions in enumerate(cells):
+            for direction, cell in enumerate(directions):
+                for name, shape in cell.param_shapes().items():
+                    param = nn.Parameter(torch.empty(shape, **factory))
+                    self.register_parameter(self._param_name(name, layer, direction), param)
+
+    # ------------------------------------------------------------------ parameters
+    @staticmethod
+    def _param_name(name: str, layer: int, direction: int) -> str:
+        return f"{name}_l{layer}{'_reverse' if direction else ''}"
+
+    def layer_params(self, layer: int, direction: int) -> dict[str, Tensor]:
+        """The parameters of one layer-direction, by the cell's short names."""
+        cell = self.cells[layer][direction]
+        return {
+            n: getattr(self, self._param_name(n, layer, direction)) for n in cell.param_shapes()
+        }
+
+    def reset_parameters(self) -> None:
+        """torch.nn.LSTM's init: U(-1/sqrt(H), 1/sqrt(H)); layer-norm gains 1, shifts 0."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for name, param in self.named_parameters():
+                if name.startswith("ln_"):
+                    param.fill_(1.0 if "_weight_" in name else 0.0)
+                else:
+                    param.uniform_(-bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """Kept for drop-in use with code written for torch.nn.LSTM; nothing to flatten."""
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _reference(self) -> Tensor:
+        return self.weight_ih_l0
+
+    # ------------------------------------------------------------------ states
+    def _pack_state(self, states: State):
+        """Final states as the module returns them (tensor for one, tuple for several)."""
+        return states[0] if len(states) == 1 else states
+
+    def _initial_states(self, hx, batch_size: int, unbatched: bool) -> State:
+        """Check ``hx`` and return one ``[L*dirs, B, size]`` tensor per state."""
+        cell = self.cells[0][0]  # every layer has the same state sizes (H and proj only)
+        rows = self.num_layers * self.num_directions
+        ref = self._reference
+        if hx is None:
+            return tuple(
+                torch.zeros(rows, batch_size, size, dtype=ref.dtype, device=ref.device)
+                for size in cell.state_sizes()
+            )
+        given = self._unpack_hx(hx)
+        states = []
+        for k, (name, size) in enumerate(zip(self.state_names, cell.state_sizes(), strict=True)):
+            if k >= len(given) or given[k] is None:  # optional trailing state (FGR's gates)
+                states.append(
+                    torch.zeros(rows, batch_size, size, dtype=ref.dtype, device=ref.device)
+                )
+                continue
+            tensor = given[k]
+            if not isinstance(tensor, Tensor):
+                raise TypeError(f"{name} must be a Tensor, got {type(tensor).__name__}")
+            expected = (rows, size) if unbatched else (rows, batch_size, size)
+            if tuple(tensor.shape) != expected:
+                kind = "unbatched " if unbatched else ""
+                raise ValueError(
+                    f"{name} must have shape {expected} for this {kind}input "
+                    f"(num_layers * num_directions, batch, size), got {tuple(tensor.shape)}"
+                )
+            check_tensor_like(name, tensor, ref.dtype, ref.device)
+            states.append(tensor.unsqueeze(1) if unbatched else tensor)
+        return tuple(states)
+
+    def _unpack_hx(self, hx) -> Sequence[Tensor | None]:
+        if len(self.state_names) == 1:
+            return (hx,)
+        if not isinstance(hx, tuple | list) or not 2 <= len(hx) <= len(self.state_names):
+            names = ", ".join(self.state_names[:2])
+            raise TypeError(f"hx must be a tuple ({names}), got {type(hx).__name__}")
+        return tuple(hx)
+
+    # ------------------------------------------------------------------ masks
+    def _masks(self, cell: CellSpec, T: int, B: int, like: Tensor):
+        """Zoneout masks (per step, per unit) and the recurrent-dropout mask (per sequence)."""
+        if not self.training:
+            return None, None
+        zoneout = None
+        if any(self.zoneout):
+            sizes = cell.state_sizes()
+            zoneout = tuple(
+                torch.bernoulli(like.new_full((T, B, sizes[k]), rate)) if rate else None
+                for k, rate in zip(cell.zoneout_states, self.zoneout, strict=True)
+            )
+        recurrent = None
+        if self.recurrent_dropout:
+            keep = 1.0 - self.recurrent_dropout
+            recurrent = torch.bernoulli(like.new_full((B, cell.recurrent_input_size), keep)) / keep
+        return zoneout, recurrent
+
+    # ------------------------------------------------------------------ running
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx=None,
+        lengths: Tensor | Sequence[int] | None = None,
+    ):
+        """See the subclass's docstring for shapes."""
+        ref = self._reference
+        batch = prepare_input(
+            input,
+            lengths,
+            batch_first=self.batch_first,
+            input_size=self.cells[0][0].param_shapes()["weight_ih"][1],
+            dtype=ref.dtype,
+            device=ref.device,
+        )
+        T, B = batch.x.shape[:2]
+        initial = self._initial_states(hx, B, batch.unbatched)
+        run_layer = resolve(self.backend)
+
+        layer_input = batch.x
+        finals: list[list[Tensor]] = [[] for _ in initial]
+        for layer, directions in enumerate(self.cells):
+            outputs = []
+            for direction, cell in enumerate(directions):
+                row = layer * self.num_directions + direction
+                zoneout, recurrent = self._masks(cell, T, B, layer_input)
+                output, state = run_layer(
+                    cell,
+                    self.layer_params(layer, direction),
+                    layer_input,
+                    tuple(s[row] for s in initial),
+                    lengths=batch.lengths,
+                    reverse=direction == 1,
+                    zoneout_masks=zoneout,
+                    recurrent_mask=recurrent,
+                )
+                outputs.append(output)
+                for final, s in zip(finals, state, strict=True):
+                    final.append(s)
+            layer_input = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, training=True)
+
+        states = tuple(torch.stack(final) for final in finals)
+        if batch.unbatched:
+            states = tuple(s.squeeze(1) for s in states)
+        return finish_output(layer_input, batch), self._pack_state(states)
+
+    def step(self, input: Tensor, hx=None):
+        """Advance one time step, for streaming: ``[B, D]`` (or ``[D]``) -> ``[B, P]``, state.
+
+        Feeds the returned state back in to continue the sequence; equals running the whole
+        sequence at once (in eval mode, where no masks are drawn).
+        """
+        if self.bidirectional:
+            raise ValueError(
+                "step() runs forward in time, but this module has bidirectional=True, "
+                "which needs the whole sequence"
+            )
+        if not isinstance(input, Tensor) or input.dim() not in (1, 2):
+            got = f"{input.dim()}-D" if isinstance(input, Tensor) else type(input).__name__
+            raise ValueError(f"step() input must be [B, D] or unbatched [D], got {got}")
+        time_dim = 1 if (self.batch_first and input.dim() == 2) else 0
+        output, state = self(input.unsqueeze(time_dim), hx)
+        return output.squeeze(time_dim), state
+
+    def _extra_repr_common(self) -> list[str]:
+        parts = []
+        if self.num_layers != 1:
+            parts.append(f"num_layers={self.num_layers}")
+        if self.batch_first:
+            parts.append("batch_first=True")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        if self.bidirectional:
+            parts.append("bidirectional=True")
+        if any(self.zoneout):
+            parts.append(f"zoneout={self.zoneout}")
+        if self.recurrent_dropout:
+            parts.append(f"recurrent_dropout={self.recurrent_dropout}")
+        if self.backend != "auto":
+            parts.append(f"backend={self.backend!r}")
+        return parts
+
+
+def layer_input_sizes(input_size: int, output_size: int, num_layers: int, directions: int):
+    """Input size of each layer: the data for layer 0, the stacked outputs after it."""
+    check_positive_int("num_layers", num_layers)
+    return [input_size] + [output_size * directions] * (num_layers - 1)
