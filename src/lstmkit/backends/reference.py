@@ -51,7 +51,9 @@ def run_layer(
             )
             y = new_state[0]
         if valid is not None:
-            new_state = tuple(torch.where(valid[t], new, old) for new, old in zip(new_state, state))
+            new_state = tuple(
+                torch.where(valid[t], new, old) for new, old in zip(new_state, state, strict=True)
+            )
             y = torch.where(valid[t], y, torch.zeros_like(y))
         state = new_state
         outputs[t] = y

@@ -131,7 +131,7 @@ class LSTM(RecurrentBase):
             parts.append("bias=False")
         defaults = ("sigmoid", self.variant.sigma_c, self.variant.sigma_h)
         for name, value, default in zip(
-            ("sigma_g", "sigma_c", "sigma_h"), cell.activations, defaults
+            ("sigma_g", "sigma_c", "sigma_h"), cell.activations, defaults, strict=True
         ):
             if value != default:
                 parts.append(f"{name}={value!r}")
