@@ -1,6 +1,10 @@
 import pytest
 import torch
 
+# pytest runs on 2 workers (-n 2) on a 2-core machine: one thread each, or tiny ops
+# oversubscribe the cores and run ten times slower.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():
