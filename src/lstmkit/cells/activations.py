@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from lstmkit._checks import unknown_name
+
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -24,6 +26,8 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def check_activation(argument: str, name: object) -> str:
     """Return ``name`` if it is a known activation, else raise naming ``argument``."""
-    if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"{argument} must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"{argument} must be an activation's name (str), got {type(name).__name__}")
+    if name not in ACTIVATIONS:
+        raise unknown_name(argument, name, ACTIVATIONS)
     return name

@@ -125,7 +125,11 @@ def get_variant(variant: str | LSTMVariant) -> LSTMVariant:
         return variant
     if variant == "gru":
         raise ValueError("variant='gru' has no cell state; use lstmkit.GRU instead of lstmkit.LSTM")
-    if not isinstance(variant, str) or variant not in VARIANTS:
+    if not isinstance(variant, str):
+        raise TypeError(
+            f"variant must be a name (str) or an LSTMVariant, got {type(variant).__name__}"
+        )
+    if variant not in VARIANTS:
         raise unknown_name("variant", variant, VARIANTS)
     return VARIANTS[variant]
 
@@ -175,6 +179,12 @@ class LSTMCellSpec:
             raise ValueError(
                 f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
                 f"got {self.proj_size}"
+            )
+        if self.cell_clip is not None and (
+            isinstance(self.cell_clip, bool) or not isinstance(self.cell_clip, int | float)
+        ):
+            raise TypeError(
+                f"cell_clip must be a positive number or None, got {type(self.cell_clip).__name__}"
             )
         if self.cell_clip is not None and not self.cell_clip > 0:
             raise ValueError(f"cell_clip must be a positive number or None, got {self.cell_clip}")

@@ -144,6 +144,10 @@ class LSTM(RecurrentBase):
         parts += self._extra_repr_common()
         return ", ".join(parts)
 
+    def _zoneout_argument(self) -> float | tuple[float, float]:
+        hidden, cell = self.zoneout
+        return hidden if hidden == cell else (cell, hidden)
+
     # ------------------------------------------------------------------ torch.nn.LSTM
     @classmethod
     def from_torch(cls, module: nn.LSTM, **options) -> LSTM:

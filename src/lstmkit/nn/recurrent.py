@@ -107,7 +107,7 @@ class RecurrentBase(nn.Module):
         given = self._unpack_hx(hx)
         states = []
         for k, (name, size) in enumerate(zip(self.state_names, cell.state_sizes(), strict=True)):
-            if k >= len(given) or given[k] is None:  # optional trailing state (FGR's gates)
+            if k >= len(given):  # an optional trailing state (FGR's gates) starts at zero
                 states.append(
                     torch.zeros(rows, batch_size, size, dtype=ref.dtype, device=ref.device)
                 )
@@ -115,12 +115,20 @@ class RecurrentBase(nn.Module):
             tensor = given[k]
             if not isinstance(tensor, Tensor):
                 raise TypeError(f"{name} must be a Tensor, got {type(tensor).__name__}")
-            expected = (rows, size) if unbatched else (rows, batch_size, size)
+            if unbatched:
+                expected, layout = (
+                    (rows, size),
+                    "unbatched input (num_layers * num_directions, size)",
+                )
+            else:
+                expected, layout = (
+                    (rows, batch_size, size),
+                    "input (num_layers * num_directions, batch, size)",
+                )
             if tuple(tensor.shape) != expected:
-                kind = "unbatched " if unbatched else ""
                 raise ValueError(
-                    f"{name} must have shape {expected} for this {kind}input "
-                    f"(num_layers * num_directions, batch, size), got {tuple(tensor.shape)}"
+                    f"{name} must have shape {expected} for this {layout}, "
+                    f"got {tuple(tensor.shape)}"
                 )
             check_tensor_like(name, tensor, ref.dtype, ref.device)
             states.append(tensor.unsqueeze(1) if unbatched else tensor)
@@ -129,9 +137,13 @@ class RecurrentBase(nn.Module):
     def _unpack_hx(self, hx) -> Sequence[Tensor | None]:
         if len(self.state_names) == 1:
             return (hx,)
-        if not isinstance(hx, tuple | list) or not 2 <= len(hx) <= len(self.state_names):
-            names = ", ".join(self.state_names[:2])
-            raise TypeError(f"hx must be a tuple ({names}), got {type(hx).__name__}")
+        forms = " or ".join(
+            f"({', '.join(self.state_names[:n])})" for n in range(2, len(self.state_names) + 1)
+        )
+        if not isinstance(hx, tuple | list):
+            raise TypeError(f"hx must be a tuple {forms}, got {type(hx).__name__}")
+        if not 2 <= len(hx) <= len(self.state_names):
+            raise ValueError(f"hx must be a tuple {forms}, got a tuple of {len(hx)}")
         return tuple(hx)
 
     # ------------------------------------------------------------------ masks
@@ -220,6 +232,10 @@ class RecurrentBase(nn.Module):
         output, state = self(input.unsqueeze(time_dim), hx)
         return output.squeeze(time_dim), state
 
+    def _zoneout_argument(self) -> float | tuple[float, ...]:
+        """``zoneout`` as the constructor takes it (the subclass knows the states' order)."""
+        return self.zoneout[0]
+
     def _extra_repr_common(self) -> list[str]:
         parts = []
         if self.num_layers != 1:
@@ -231,7 +247,7 @@ class RecurrentBase(nn.Module):
         if self.bidirectional:
             parts.append("bidirectional=True")
         if any(self.zoneout):
-            parts.append(f"zoneout={self.zoneout}")
+            parts.append(f"zoneout={self._zoneout_argument()}")
         if self.recurrent_dropout:
             parts.append(f"recurrent_dropout={self.recurrent_dropout}")
         if self.backend != "auto":
