@@ -445,3 +445,18 @@ def test_unknown_activation_suggests_the_closest():
         lstm(sigma_c="tahn")
     with pytest.raises(TypeError, match=says("sigma_h must be an activation's name", "got")):
         lstm(sigma_h=torch.tanh)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"input_gate": False, "coupled": True}, {"forget_gate": False, "coupled": True}],
+    ids=["no-input-gate", "no-forget-gate"],
+)
+def test_coupled_variant_needs_both_gates(flags):
+    with pytest.raises(ValueError, match=says("coupled=True", "needs input_gate=True", "got")):
+        lstmkit.LSTMVariant("custom", **flags)
+
+
+def test_unknown_peephole_mode():
+    with pytest.raises(ValueError, match=says("peephole must be", "got 'diag'")):
+        lstmkit.LSTMVariant("custom", peephole="diag")

@@ -52,6 +52,18 @@ class LSTMVariant:
     sigma_h: str = "tanh"
     paper: str = ""
 
+    def __post_init__(self) -> None:
+        if self.peephole not in ("none", "diagonal", "full"):
+            raise ValueError(
+                f"peephole must be 'none', 'diagonal' or 'full', got {self.peephole!r}"
+            )
+        if self.coupled and not (self.input_gate and self.forget_gate):
+            raise ValueError(
+                "coupled=True makes the forget gate 1 - i, so it needs input_gate=True and "
+                f"forget_gate=True, got input_gate={self.input_gate}, "
+                f"forget_gate={self.forget_gate}"
+            )
+
     @property
     def gates(self) -> tuple[str, ...]:
         """Gate blocks with weights of their own, in i, f, g, o order."""
@@ -118,10 +130,6 @@ VARIANTS: dict[str, LSTMVariant] = {
 def get_variant(variant: str | LSTMVariant) -> LSTMVariant:
     """Look up a variant by name (or pass an ``LSTMVariant`` through)."""
     if isinstance(variant, LSTMVariant):
-        if variant.peephole not in ("none", "diagonal", "full"):
-            raise ValueError(
-                f"variant.peephole must be 'none', 'diagonal' or 'full', got {variant.peephole!r}"
-            )
         return variant
     if variant == "gru":
         raise ValueError("variant='gru' has no cell state; use lstmkit.GRU instead of lstmkit.LSTM")
