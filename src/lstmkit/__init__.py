@@ -8,7 +8,9 @@ torch.Size([5, 3, 16])
 """
 
 from lstmkit.cells import VARIANTS, LSTMVariant
+from lstmkit.io import load, save
 from lstmkit.nn import GRU, LSTM
+from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
 
 __version__ = "0.1.0"
 
@@ -18,4 +20,14 @@ def variants() -> dict[str, str]:
     return {name: variant.paper for name, variant in VARIANTS.items()}
 
 
-__all__ = ["GRU", "LSTM", "LSTMVariant", "__version__", "variants"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "LSTMVariant",
+    "SequenceNet",
+    "SequenceNetConfig",
+    "__version__",
+    "load",
+    "save",
+    "variants",
+]

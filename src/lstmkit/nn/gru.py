@@ -26,7 +26,8 @@ class GRU(RecurrentBase):
         layer_norm: layer-normalise each gate's input and recurrent pre-activation.
         zoneout: probability that a unit of h keeps its previous value at a step, in training.
         recurrent_dropout: dropout on h entering the recurrent product, one mask per sequence.
-        backend: ``"auto"`` or ``"reference"``; ``LSTMKIT_BACKEND`` overrides it.
+        backend: ``"auto"`` (the fused C++ engine where it runs the layer, else
+            ``"reference"``), ``"reference"`` or ``"cpu"``; ``LSTMKIT_BACKEND`` overrides it.
 
     Inputs: ``input, h0``, optional ``lengths`` (shapes as ``lstmkit.LSTM``).
     Outputs: ``output, h_n``.
@@ -93,6 +94,10 @@ class GRU(RecurrentBase):
         if self.cells[0][0].layer_norm:
             parts.append("layer_norm=True")
         return ", ".join(parts + self._extra_repr_common())
+
+    def to_dict(self) -> dict:
+        """The constructor's arguments, as JSON-able values (``lstmkit.save`` stores them)."""
+        return {"kind": "GRU", **self._common_dict(), "reset_after": self.reset_after}
 
     @classmethod
     def from_torch(cls, module: nn.GRU, **options) -> GRU:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmkit._checks import check_probability
-from lstmkit.cells import LSTMCellSpec, LSTMVariant, get_variant
+from lstmkit.cells import VARIANTS, LSTMCellSpec, LSTMVariant, get_variant
 from lstmkit.cells.lstm import gate_blocks
 from lstmkit.nn.convert import copy_weights, torch_incompatibility, torch_like_kwargs
 from lstmkit.nn.recurrent import RecurrentBase, layer_input_sizes
@@ -33,7 +34,8 @@ class LSTM(RecurrentBase):
             (Krueger et al. 2016); a float for c and h, or a pair ``(cell, hidden)``.
         recurrent_dropout: dropout on the recurrent input, one mask per sequence in training
             (Gal & Ghahramani 2016).
-        backend: ``"auto"`` or ``"reference"``; ``LSTMKIT_BACKEND`` overrides it.
+        backend: ``"auto"`` (the fused C++ engine where it runs the layer, else
+            ``"reference"``), ``"reference"`` or ``"cpu"``; ``LSTMKIT_BACKEND`` overrides it.
 
     Inputs: ``input, (h0, c0)``, optional ``lengths``
         - input: ``[T, B, D]`` (``[B, T, D]`` with batch_first), unbatched ``[T, D]``, or a
@@ -147,6 +149,22 @@ class LSTM(RecurrentBase):
     def _zoneout_argument(self) -> float | tuple[float, float]:
         hidden, cell = self.zoneout
         return hidden if hidden == cell else (cell, hidden)
+
+    def to_dict(self) -> dict:
+        """The constructor's arguments, as JSON-able values (``lstmkit.save`` stores them)."""
+        cell = self.cells[0][0]
+        named = self.variant.name in VARIANTS and VARIANTS[self.variant.name] == self.variant
+        return {
+            "kind": "LSTM",
+            **self._common_dict(),
+            "proj_size": self.proj_size,
+            "variant": self.variant.name if named else asdict(self.variant),
+            "sigma_g": cell.activations[0],
+            "sigma_c": cell.activations[1],
+            "sigma_h": cell.activations[2],
+            "forget_bias": self.forget_bias,
+            "cell_clip": cell.cell_clip,
+        }
 
     # ------------------------------------------------------------------ torch.nn.LSTM
     @classmethod

@@ -18,12 +18,13 @@ from torch.nn.utils.rnn import PackedSequence
 from lstmkit._checks import check_positive_int, check_probability
 from lstmkit.backends.registry import check_backend, resolve
 from lstmkit.cells import CellSpec
+from lstmkit.io import Saveable
 from lstmkit.nn.inputs import check_tensor_like, finish_output, prepare_input
 
 State = tuple[Tensor, ...]
 
 
-class RecurrentBase(nn.Module):
+class RecurrentBase(Saveable, nn.Module):
     """Stacked, optionally bidirectional recurrence over any cell (see ``lstmkit.LSTM``)."""
 
     state_names: tuple[str, ...] = ("h0",)
@@ -48,7 +49,7 @@ class RecurrentBase(nn.Module):
         self.dropout = check_probability("dropout", dropout, allow_one=True)
         self.zoneout = zoneout
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
-        self.backend = check_backend("backend", backend)
+        self.backend = check_backend("backend", backend, [c for layer in cells for c in layer])
         factory = {"device": device, "dtype": dtype}
         for layer, directions in enumerate(cells):
             for direction, cell in enumerate(directions):
@@ -235,6 +236,23 @@ class RecurrentBase(nn.Module):
     def _zoneout_argument(self) -> float | tuple[float, ...]:
         """``zoneout`` as the constructor takes it (the subclass knows the states' order)."""
         return self.zoneout[0]
+
+    def _common_dict(self) -> dict:
+        """Constructor arguments every recurrent module shares, for ``to_dict``."""
+        zoneout = self._zoneout_argument()
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bias": self.bias,
+            "batch_first": self.batch_first,
+            "dropout": self.dropout,
+            "bidirectional": self.bidirectional,
+            "layer_norm": self.cells[0][0].layer_norm,
+            "zoneout": list(zoneout) if isinstance(zoneout, tuple) else zoneout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "backend": self.backend,
+        }
 
     def _extra_repr_common(self) -> list[str]:
         parts = []

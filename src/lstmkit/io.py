@@ -1,0 +1,107 @@
+"""``lstmkit.save`` / ``lstmkit.load``: weights in safetensors, the architecture as JSON.
+
+One ``.safetensors`` file holds the weights and, in its metadata, the JSON that rebuilds the
+module (and optionally the training config that produced it), so a trained model loads
+without the training code. Writes go to a temporary file in the same folder and are renamed
+over the target only once complete: a failed save never touches an existing file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+CONFIG_KEY = "lstmkit_config"
+EXTRA_KEY = "lstmkit_extra"
+
+
+class Saveable:
+    """Gives a module ``.save(path, extra=None)``; it must define ``to_dict()``."""
+
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write weights (safetensors) and architecture (JSON) to ``path``; see lstmkit.load."""
+        return save(self, path, extra)
+
+
+def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``module`` (an lstmkit LSTM, GRU or SequenceNet) to ``path`` atomically."""
+    if not hasattr(module, "to_dict"):
+        raise TypeError(
+            f"module must be an lstmkit LSTM, GRU or SequenceNet, got {type(module).__name__}"
+        )
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"path's folder {path.parent} does not exist")
+    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
+    metadata = {CONFIG_KEY: json.dumps(module.to_dict())}
+    if extra is not None:
+        metadata[EXTRA_KEY] = json.dumps(extra)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict | None]:
+    """The architecture dict, the tensors and the extra dict stored at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path {path} does not exist or is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata() or {}
+            tensors = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(
+            f"path {path} is not a readable lstmkit model file (corrupt or truncated?): {error}"
+        ) from error
+    if CONFIG_KEY not in metadata:
+        raise ValueError(f"path {path} is a safetensors file but was not written by lstmkit.save")
+    extra = json.loads(metadata[EXTRA_KEY]) if EXTRA_KEY in metadata else None
+    return json.loads(metadata[CONFIG_KEY]), tensors, extra
+
+
+def build(config: dict) -> nn.Module:
+    """A fresh module from the dict ``to_dict()`` returned."""
+    from lstmkit.cells import LSTMVariant
+    from lstmkit.nn import GRU, LSTM
+    from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
+
+    config = dict(config)
+    kind = config.pop("kind", None)
+    if kind == "SequenceNet":
+        return SequenceNet(SequenceNetConfig(**config))
+    if kind == "LSTM":
+        if isinstance(config.get("variant"), dict):
+            config["variant"] = LSTMVariant(**config["variant"])
+        if isinstance(config.get("zoneout"), list):
+            config["zoneout"] = tuple(config["zoneout"])
+        return LSTM(**config)
+    if kind == "GRU":
+        return GRU(**config)
+    raise ValueError(f"config kind must be 'LSTM', 'GRU' or 'SequenceNet', got {kind!r}")
+
+
+def load(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the module saved at ``path`` and load its weights (on the CPU)."""
+    config, tensors, _ = read(path)
+    module = build(config)
+    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"path {path} holds weights that do not fit its own config: "
+            f"missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
+    return module

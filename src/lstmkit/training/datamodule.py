@@ -1,0 +1,181 @@
+"""Built-in datasets as LightningDataModules, generated from the seed (nothing downloads).
+
+Batches are dicts, batch first as DataLoader collates them: ``x`` ``[B, T, D]`` floats or
+``[B, T]`` tokens, ``y`` targets, and where sequences differ in length ``lengths`` ``[B]``
+(plus ``labels``/``label_lengths`` for CTC). The text stream yields consecutive windows
+``[B, T]`` of B parallel streams, in order, so a language model can carry its state across
+batches; ``resets`` ``[B, T]`` marks where a document starts (the state is zeroed there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from lstmkit.data import (
+    CharVocabulary,
+    adding_problem,
+    batchify,
+    ctc_symbols,
+    delayed_echo,
+    read_text,
+)
+from lstmkit.training.config import DataConfig
+
+ECHO_VOCAB = 8
+CTC_SYMBOLS = 5
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the model needs to know about the data."""
+
+    input_size: int  # features, or vocabulary size for tokens
+    output_size: int
+    tokens: bool
+    vocabulary: str | None = None  # the characters of a text vocabulary, in id order
+
+
+class DictDataset(Dataset):
+    """Tensors sharing their first (sample) dim, served as dicts."""
+
+    def __init__(self, **tensors: Tensor) -> None:
+        self.tensors = tensors
+        self.size = len(next(iter(tensors.values())))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+class EpochShuffle(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch): a resumed run sees the same order.
+
+    Lightning calls ``set_epoch`` on samplers that have it (and hands DDP runs a
+    DistributedSampler, which shuffles by seed and epoch the same way).
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class TextWindows(Dataset):
+    """Window i of every stream: ``x``, ``y`` (next character) and ``resets``, ``[B, T]``."""
+
+    def __init__(self, streams: Tensor, starts: Tensor, length: int) -> None:
+        self.streams, self.starts, self.length = streams, starts, length  # [N, B]
+
+    def __len__(self) -> int:
+        return (self.streams.shape[0] - 1) // self.length
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        window = slice(index * self.length, (index + 1) * self.length)
+        shifted = slice(window.start + 1, window.stop + 1)
+        return {
+            "x": self.streams[window].T,
+            "y": self.streams[shifted].T,
+            "resets": self.starts[window].T,
+        }
+
+
+class BuiltinDataModule(pl.LightningDataModule):
+    """train / val / test splits of a built-in dataset, from ``DataConfig`` and a seed."""
+
+    def __init__(self, config: DataConfig, seed: int) -> None:
+        super().__init__()
+        self.config, self.seed = config, seed
+        self.splits: dict[str, Dataset] = {}
+        self.info = self._describe()
+
+    def _describe(self) -> DataInfo:
+        name = self.config.name
+        if name == "adding":
+            return DataInfo(2, 1, tokens=False)
+        if name == "echo":
+            return DataInfo(ECHO_VOCAB, ECHO_VOCAB, tokens=True)
+        if name == "ctc_symbols":
+            return DataInfo(CTC_SYMBOLS, CTC_SYMBOLS + 1, tokens=False)
+        self.text = read_text(self.config.path)
+        vocabulary = CharVocabulary(self.text)
+        return DataInfo(len(vocabulary), len(vocabulary), True, vocabulary.characters)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        c = self.config
+        sizes = {"train": c.train_size, "val": c.val_size, "test": c.test_size}
+        if c.name == "text":
+            self.splits = self._text_splits(sizes)
+            return
+        for offset, (split, size) in enumerate(sizes.items()):
+            generator = torch.Generator().manual_seed(self.seed * 1_000 + offset)
+            self.splits[split] = self._generate(size, generator)
+
+    def _generate(self, size: int, generator: torch.Generator) -> DictDataset:
+        c = self.config
+        if c.name == "adding":
+            x, y = adding_problem(size, c.length, generator)
+            return DictDataset(x=x.transpose(0, 1), y=y)
+        if c.name == "echo":
+            x, y = delayed_echo(size, c.length, c.delay, ECHO_VOCAB, generator)
+            return DictDataset(x=x.T, y=y.T)
+        frames, lengths, labels, label_lengths = ctc_symbols(
+            size, c.length, CTC_SYMBOLS, generator=generator
+        )
+        return DictDataset(
+            x=frames.transpose(0, 1), lengths=lengths, labels=labels, label_lengths=label_lengths
+        )
+
+    def _text_splits(self, sizes: dict[str, int]) -> dict[str, Dataset]:
+        """Contiguous train / val / test thirds of the text in proportion to the sizes."""
+        vocabulary = CharVocabulary(self.info.vocabulary)
+        stream = vocabulary.encode(self.text)
+        starts = torch.zeros_like(stream, dtype=torch.bool)
+        starts[0] = True
+        starts[1:] = stream[:-1] == vocabulary.index.get("\n", -1)  # a line starts a document
+        total = sum(sizes.values())
+        bounds = torch.tensor([0, *sizes.values()]).cumsum(0) * len(stream) // total
+        world = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        splits = {}
+        for (split, _), start, stop in zip(sizes.items(), bounds[:-1], bounds[1:], strict=True):
+            streams = batchify(stream[start:stop], self.config.batch_size)
+            resets = batchify(starts[start:stop], self.config.batch_size)
+            # DDP shards the parallel streams, so every rank keeps contiguous text
+            splits[split] = TextWindows(
+                streams[:, rank::world], resets[:, rank::world], self.config.length
+            )
+        return splits
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        self.setup()
+        dataset = self.splits[split]
+        if isinstance(dataset, TextWindows):  # already batched, in stream order
+            return DataLoader(dataset, batch_size=None, shuffle=False)
+        sampler = EpochShuffle(len(dataset), self.seed) if train and self.config.shuffle else None
+        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
