@@ -54,25 +54,33 @@ class DictDataset(Dataset):
         return {key: value[index] for key, value in self.tensors.items()}
 
 
-class EpochShuffle(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch): a resumed run sees the same order.
+class ShardedOrder(Sampler[int]):
+    """The sample order of an epoch, and this process's share of it.
 
-    Lightning calls ``set_epoch`` on samplers that have it (and hands DDP runs a
-    DistributedSampler, which shuffles by seed and epoch the same way).
+    The order depends only on (seed, epoch), so a resumed run sees the same batches; Lightning
+    calls ``set_epoch``. Under DDP, process r of W takes every W-th sample of that order, so
+    the W batches of a step together are exactly the batch one process with W times the batch
+    size would see (the order is padded to a multiple of W by repeating its start).
     """
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, shuffle: bool, rank: int = 0, world: int = 1):
+        self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
+        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return -(-self.size // self.world)
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        order += order[: len(self) * self.world - self.size]
+        return iter(order[self.rank :: self.world])
 
 
 class TextWindows(Dataset):
@@ -151,8 +159,7 @@ class BuiltinDataModule(pl.LightningDataModule):
         starts[1:] = stream[:-1] == vocabulary.index.get("\n", -1)  # a line starts a document
         total = sum(sizes.values())
         bounds = torch.tensor([0, *sizes.values()]).cumsum(0) * len(stream) // total
-        world = self.trainer.world_size if self.trainer is not None else 1
-        rank = self.trainer.global_rank if self.trainer is not None else 0
+        rank, world = self._shard()
         splits = {}
         for (split, _), start, stop in zip(sizes.items(), bounds[:-1], bounds[1:], strict=True):
             streams = batchify(stream[start:stop], self.config.batch_size)
@@ -163,12 +170,19 @@ class BuiltinDataModule(pl.LightningDataModule):
             )
         return splits
 
+    def _shard(self) -> tuple[int, int]:
+        """(rank, world size) of this process; (0, 1) outside a distributed run."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         self.setup()
         dataset = self.splits[split]
         if isinstance(dataset, TextWindows):  # already batched, in stream order
             return DataLoader(dataset, batch_size=None, shuffle=False)
-        sampler = EpochShuffle(len(dataset), self.seed) if train and self.config.shuffle else None
+        shuffle = train and self.config.shuffle
+        sampler = ShardedOrder(len(dataset), self.seed, shuffle, *self._shard())
         return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:

@@ -119,8 +119,8 @@ def build_trainer(config: TrainConfig, callbacks: list | None = None) -> pl.Trai
         log_every_n_steps=t.log_every_n_steps,
         deterministic=True,
         plugins=[AtomicCheckpointIO()],
-        # a language model's streams are sharded by the DataModule, not by a sampler
-        use_distributed_sampler=config.task != "language_model",
+        # the DataModule shards the data itself (ShardedOrder, or a language model's streams)
+        use_distributed_sampler=False,
         default_root_dir=directory,
     )
 
