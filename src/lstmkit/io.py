@@ -33,9 +33,8 @@ class Saveable:
 def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:
     """Write ``module`` (an lstmkit LSTM, GRU or SequenceNet) to ``path`` atomically."""
     if not hasattr(module, "to_dict"):
-        raise TypeError(
-            f"module must be an lstmkit LSTM, GRU or SequenceNet, got {type(module).__name__}"
-        )
+        kind = f"{type(module).__module__}.{type(module).__qualname__}"
+        raise TypeError(f"module must be an lstmkit LSTM, GRU or SequenceNet, got {kind}")
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"path's folder {path.parent} does not exist")
@@ -47,11 +46,19 @@ def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) 
     os.close(handle)
     try:
         save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
+        publish(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def publish(temporary: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Give a finished temporary file ordinary permissions and rename it over ``target``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; a saved model is not secret
+    os.replace(temporary, target)
 
 
 def read(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict | None]:
@@ -94,14 +101,29 @@ def build(config: dict) -> nn.Module:
     raise ValueError(f"config kind must be 'LSTM', 'GRU' or 'SequenceNet', got {kind!r}")
 
 
+def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], path) -> nn.Module:
+    """Load ``tensors`` into ``module`` (in their dtype), or say what does not fit."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    misshapen = [
+        f"{name} has shape {list(tensors[name].shape)}, the config needs {list(t.shape)}"
+        for name, t in expected.items()
+        if name in tensors and tensors[name].shape != t.shape
+    ]
+    if missing or unexpected or misshapen:
+        raise ValueError(
+            f"path {path} holds weights that do not fit its own config: missing {missing}, "
+            f"unexpected {unexpected}" + "".join(f"; {m}" for m in misshapen)
+        )
+    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        module.to(dtypes.pop())  # a float64 model comes back as float64
+    module.load_state_dict(tensors)
+    return module
+
+
 def load(path: str | os.PathLike) -> nn.Module:
     """Rebuild the module saved at ``path`` and load its weights (on the CPU)."""
     config, tensors, _ = read(path)
-    module = build(config)
-    missing, unexpected = module.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"path {path} holds weights that do not fit its own config: "
-            f"missing {sorted(missing)}, unexpected {sorted(unexpected)}"
-        )
-    return module
+    return load_weights(build(config), tensors, path)

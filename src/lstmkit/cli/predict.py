@@ -46,8 +46,8 @@ def predict_file(checkpoint: Path, input: Path, output: Path | None) -> list[str
         raise ValueError(f"input must have {info.input_size} features per step, got {x.shape[-1]}")
     with torch.no_grad():
         outputs, _ = net(x)
-    if output is not None:
-        np.save(output, outputs.numpy())
+    if output is not None:  # batch first, like the input file
+        np.save(output, (outputs if outputs.dim() == 2 else outputs.transpose(0, 1)).numpy())
     if config.task == "sequence":
         return [f"sequence {b}: {row.tolist()}" for b, row in enumerate(outputs)]
     if config.task == "ctc":

@@ -146,7 +146,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 def _build(cls: type, data: Any, prefix: str):
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
+        where = prefix.removesuffix(".") or "config"
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     values = {}
@@ -154,7 +155,7 @@ def _build(cls: type, data: Any, prefix: str):
         name = f"{prefix}{key}"
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else ""
             raise ConfigError(f"unknown config key {name!r}; valid keys: {sorted(fields)}{hint}")
         expected = hints[key]
         if dataclasses.is_dataclass(expected):
@@ -179,6 +180,11 @@ def _check_type(name: str, value: Any, expected: Any) -> Any:
         return _check_type(name, value, inner)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string; it is a float to any reader
+            return float(value)
+        except ValueError:
+            pass
     if (expected is int and isinstance(value, bool)) or not isinstance(value, expected):
         raise ConfigError(
             f"{name} must be of type {expected.__name__}, got {type(value).__name__} ({value!r})"

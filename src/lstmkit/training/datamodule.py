@@ -168,6 +168,12 @@ class BuiltinDataModule(pl.LightningDataModule):
             splits[split] = TextWindows(
                 streams[:, rank::world], resets[:, rank::world], self.config.length
             )
+            if len(splits[split]) == 0:
+                raise ValueError(
+                    f"the {split} split holds {stop - start} characters: too few for one window "
+                    f"of data.length={self.config.length} steps on data.batch_size="
+                    f"{self.config.batch_size} streams; use a longer text or smaller values"
+                )
         return splits
 
     def _shard(self) -> tuple[int, int]:

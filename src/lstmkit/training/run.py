@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lstmkit.io import read
+from lstmkit.io import load_weights, publish, read
 from lstmkit.nn.sequence_net import SequenceNet
 from lstmkit.training.callbacks import EpochSummary
 from lstmkit.training.config import TrainConfig, from_dict
@@ -37,7 +37,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.close(handle)
         try:
             torch.save(checkpoint, temporary)
-            os.replace(temporary, target)
+            publish(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
@@ -190,8 +190,7 @@ def load_trained(path: str | Path) -> tuple[SequenceNet, TrainConfig, DataInfo]:
             )
     from lstmkit.nn.sequence_net import SequenceNetConfig
 
-    net = SequenceNet(SequenceNetConfig(**net_dict))
-    net.load_state_dict(state)
+    net = load_weights(SequenceNet(SequenceNetConfig(**net_dict)), state, path)
     return net.eval(), from_dict(extra["train_config"]), DataInfo(**extra["data_info"])
 
 
