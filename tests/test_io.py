@@ -281,12 +281,13 @@ def test_load_unknown_kind(tmp_path):
     path = tmp_path / "m.safetensors"
     metadata = {"lstmkit_config": json.dumps({"kind": "Transformer"})}
     save_file({"w": torch.zeros(1)}, str(path), metadata=metadata)
-    with pytest.raises(ValueError, match=says("'LSTM', 'GRU' or 'SequenceNet'", "'Transformer'")):
+    kinds = "'LSTM', 'GRU', 'ConvLSTM' or 'SequenceNet'"
+    with pytest.raises(ValueError, match=says(kinds, "'Transformer'")):
         lstmkit.load(path)
 
 
 def test_save_a_module_that_is_not_lstmkit(tmp_path):
-    with pytest.raises(TypeError, match=says("lstmkit LSTM, GRU or SequenceNet")):
+    with pytest.raises(TypeError, match=says("lstmkit LSTM, GRU, ConvLSTM or SequenceNet")):
         lstmkit.save(torch.nn.Linear(2, 2), tmp_path / "m.safetensors")
     assert os.listdir(tmp_path) == []
 

@@ -9,7 +9,7 @@ torch.Size([5, 3, 16])
 
 from lstmkit.cells import VARIANTS, LSTMVariant
 from lstmkit.io import load, save
-from lstmkit.nn import GRU, LSTM
+from lstmkit.nn import GRU, LSTM, ConvLSTM
 from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ def variants() -> dict[str, str]:
 __all__ = [
     "GRU",
     "LSTM",
+    "ConvLSTM",
     "LSTMVariant",
     "SequenceNet",
     "SequenceNetConfig",

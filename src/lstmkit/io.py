@@ -34,7 +34,7 @@ def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) 
     """Write ``module`` (an lstmkit LSTM, GRU or SequenceNet) to ``path`` atomically."""
     if not hasattr(module, "to_dict"):
         kind = f"{type(module).__module__}.{type(module).__qualname__}"
-        raise TypeError(f"module must be an lstmkit LSTM, GRU or SequenceNet, got {kind}")
+        raise TypeError(f"module must be an lstmkit LSTM, GRU, ConvLSTM or SequenceNet, got {kind}")
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"path's folder {path.parent} does not exist")
@@ -83,7 +83,7 @@ def read(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict |
 def build(config: dict) -> nn.Module:
     """A fresh module from the dict ``to_dict()`` returned."""
     from lstmkit.cells import LSTMVariant
-    from lstmkit.nn import GRU, LSTM
+    from lstmkit.nn import GRU, LSTM, ConvLSTM
     from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
 
     config = dict(config)
@@ -98,7 +98,11 @@ def build(config: dict) -> nn.Module:
         return LSTM(**config)
     if kind == "GRU":
         return GRU(**config)
-    raise ValueError(f"config kind must be 'LSTM', 'GRU' or 'SequenceNet', got {kind!r}")
+    if kind == "ConvLSTM":
+        return ConvLSTM(**config)
+    raise ValueError(
+        f"config kind must be 'LSTM', 'GRU', 'ConvLSTM' or 'SequenceNet', got {kind!r}"
+    )
 
 
 def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], path) -> nn.Module:

@@ -18,7 +18,7 @@ def run_layer(
     cell: CellSpec,
     params: dict[str, Tensor],
     x: Tensor,  # [T, B, D]
-    state: tuple[Tensor, ...],  # the cell's states, each [B, size]
+    state: tuple[Tensor, ...],  # the cell's states, each [B, size] (or [B, C, *spatial])
     *,
     lengths: Tensor | None = None,  # [B] int64 on x's device, 1 <= lengths <= T
     reverse: bool = False,
@@ -29,14 +29,16 @@ def run_layer(
 
     With ``lengths``, sequence b is ``x[:lengths[b], b]``: outputs past its end are zero and
     its final state is the one at its last step (its first, in reverse). Zoneout keeps state
-    unit k at step t where ``zoneout_masks[s][t, b, k]`` is 1.
+    unit k at step t where ``zoneout_masks[s][t, b, k]`` is 1. Only the leading ``[T, B]`` dims
+    are the loop's: a cell's inputs, states and outputs may have any trailing shape (ConvLSTM's
+    ``[C, *spatial]``).
     """
     steps = cell.input_projection(params, x).unbind(0)
     T = len(steps)
     valid = None
     if lengths is not None:
-        # [T, B, 1]: step t of sequence b is real data
-        valid = (torch.arange(T, device=x.device)[:, None] < lengths[None, :])[..., None].unbind(0)
+        # [T, B]: step t of sequence b is real data
+        valid = (torch.arange(T, device=x.device)[:, None] < lengths[None, :]).unbind(0)
     zoneout = [None if m is None else m.unbind(0) for m in (zoneout_masks or ())]
 
     outputs: list[Tensor | None] = [None] * T
@@ -52,9 +54,15 @@ def run_layer(
             y = new_state[0]
         if valid is not None:
             new_state = tuple(
-                torch.where(valid[t], new, old) for new, old in zip(new_state, state, strict=True)
+                torch.where(_rows(valid[t], new), new, old)
+                for new, old in zip(new_state, state, strict=True)
             )
-            y = torch.where(valid[t], y, torch.zeros_like(y))
+            y = torch.where(_rows(valid[t], y), y, torch.zeros_like(y))
         state = new_state
         outputs[t] = y
     return torch.stack(outputs), state  # type: ignore[arg-type]
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    """A per-sequence ``[B]`` mask as ``[B, 1, ...]``, to broadcast over ``like``'s rows."""
+    return mask.view(mask.shape[0], *([1] * (like.dim() - 1)))

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from torch import Tensor
 
+from lstmkit.cells.convlstm import ConvLSTMCellSpec
 from lstmkit.cells.gru import GRUCellSpec
 from lstmkit.cells.lstm import VARIANTS, LSTMCellSpec, LSTMVariant, get_variant
 
@@ -37,4 +38,12 @@ class CellSpec(Protocol):
     ) -> tuple[Tensor, tuple[Tensor, ...]]: ...
 
 
-__all__ = ["VARIANTS", "CellSpec", "GRUCellSpec", "LSTMCellSpec", "LSTMVariant", "get_variant"]
+__all__ = [
+    "VARIANTS",
+    "CellSpec",
+    "ConvLSTMCellSpec",
+    "GRUCellSpec",
+    "LSTMCellSpec",
+    "LSTMVariant",
+    "get_variant",
+]

@@ -1,4 +1,4 @@
-"""The ``lstmkit`` command: train, evaluate, predict, variants."""
+"""The ``lstmkit`` command: train, evaluate, predict, variants, reproduce."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lstmkit.cli.reproduce import reproduce_app
+
 app = typer.Typer(
     help="lstmkit: every LSTM variant, trained from a config file.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(reproduce_app, name="reproduce")
 console = Console()
 
 

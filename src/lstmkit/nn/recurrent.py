@@ -19,7 +19,7 @@ from lstmkit._checks import check_positive_int, check_probability
 from lstmkit.backends.registry import check_backend, resolve
 from lstmkit.cells import CellSpec
 from lstmkit.io import Saveable
-from lstmkit.nn.inputs import check_tensor_like, finish_output, prepare_input
+from lstmkit.nn.inputs import SequenceBatch, check_tensor_like, finish_output, prepare_input
 
 State = tuple[Tensor, ...]
 
@@ -28,6 +28,7 @@ class RecurrentBase(Saveable, nn.Module):
     """Stacked, optionally bidirectional recurrence over any cell (see ``lstmkit.LSTM``)."""
 
     state_names: tuple[str, ...] = ("h0",)
+    state_layout: str = "size"  # how error messages name a state's per-sequence dims
 
     def __init__(
         self,
@@ -95,22 +96,31 @@ class RecurrentBase(Saveable, nn.Module):
         """Final states as the module returns them (tensor for one, tuple for several)."""
         return states[0] if len(states) == 1 else states
 
-    def _initial_states(self, hx, batch_size: int, unbatched: bool) -> State:
-        """Check ``hx`` and return one ``[L*dirs, B, size]`` tensor per state."""
-        cell = self.cells[0][0]  # every layer has the same state sizes (H and proj only)
+    def _state_shapes(self, x: Tensor) -> tuple[tuple[int, ...], ...]:
+        """Each state's shape per sequence for the input ``x`` ``[T, B, ...]``: ``(size,)``.
+
+        Every layer has the same state sizes (H and proj only). A subclass whose states
+        depend on the input (ConvLSTM's ``[C, *spatial]``) overrides this.
+        """
+        return tuple((size,) for size in self.cells[0][0].state_sizes())
+
+    def _initial_states(
+        self, hx, batch_size: int, unbatched: bool, shapes: tuple[tuple[int, ...], ...]
+    ) -> State:
+        """Check ``hx`` and return one ``[L*dirs, B, *shape]`` tensor per state."""
         rows = self.num_layers * self.num_directions
         ref = self._reference
         if hx is None:
             return tuple(
-                torch.zeros(rows, batch_size, size, dtype=ref.dtype, device=ref.device)
-                for size in cell.state_sizes()
+                torch.zeros(rows, batch_size, *shape, dtype=ref.dtype, device=ref.device)
+                for shape in shapes
             )
         given = self._unpack_hx(hx)
         states = []
-        for k, (name, size) in enumerate(zip(self.state_names, cell.state_sizes(), strict=True)):
+        for k, (name, shape) in enumerate(zip(self.state_names, shapes, strict=True)):
             if k >= len(given):  # an optional trailing state (FGR's gates) starts at zero
                 states.append(
-                    torch.zeros(rows, batch_size, size, dtype=ref.dtype, device=ref.device)
+                    torch.zeros(rows, batch_size, *shape, dtype=ref.dtype, device=ref.device)
                 )
                 continue
             tensor = given[k]
@@ -118,13 +128,13 @@ class RecurrentBase(Saveable, nn.Module):
                 raise TypeError(f"{name} must be a Tensor, got {type(tensor).__name__}")
             if unbatched:
                 expected, layout = (
-                    (rows, size),
-                    "unbatched input (num_layers * num_directions, size)",
+                    (rows, *shape),
+                    f"unbatched input (num_layers * num_directions, {self.state_layout})",
                 )
             else:
                 expected, layout = (
-                    (rows, batch_size, size),
-                    "input (num_layers * num_directions, batch, size)",
+                    (rows, batch_size, *shape),
+                    f"input (num_layers * num_directions, batch, {self.state_layout})",
                 )
             if tuple(tensor.shape) != expected:
                 raise ValueError(
@@ -173,17 +183,9 @@ class RecurrentBase(Saveable, nn.Module):
         lengths: Tensor | Sequence[int] | None = None,
     ):
         """See the subclass's docstring for shapes."""
-        ref = self._reference
-        batch = prepare_input(
-            input,
-            lengths,
-            batch_first=self.batch_first,
-            input_size=self.cells[0][0].param_shapes()["weight_ih"][1],
-            dtype=ref.dtype,
-            device=ref.device,
-        )
+        batch = self._prepare_input(input, lengths)
         T, B = batch.x.shape[:2]
-        initial = self._initial_states(hx, B, batch.unbatched)
+        initial = self._initial_states(hx, B, batch.unbatched, self._state_shapes(batch.x))
         run_layer = resolve(self.backend)
 
         layer_input = batch.x
@@ -206,7 +208,8 @@ class RecurrentBase(Saveable, nn.Module):
                 outputs.append(output)
                 for final, s in zip(finals, state, strict=True):
                     final.append(s)
-            layer_input = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+            # features follow [T, B]: the vector's last dim, or a frame's channel dim
+            layer_input = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
 
@@ -214,6 +217,18 @@ class RecurrentBase(Saveable, nn.Module):
         if batch.unbatched:
             states = tuple(s.squeeze(1) for s in states)
         return finish_output(layer_input, batch), self._pack_state(states)
+
+    def _prepare_input(self, input: Tensor | PackedSequence, lengths) -> SequenceBatch:
+        """Check what ``forward`` got and bring it to ``[T, B, D]`` + lengths."""
+        ref = self._reference
+        return prepare_input(
+            input,
+            lengths,
+            batch_first=self.batch_first,
+            input_size=self.cells[0][0].param_shapes()["weight_ih"][1],
+            dtype=ref.dtype,
+            device=ref.device,
+        )
 
     def step(self, input: Tensor, hx=None):
         """Advance one time step, for streaming: ``[B, D]`` (or ``[D]``) -> ``[B, P]``, state.

@@ -1,0 +1,165 @@
+// Shared pieces of the fused CPU engine: multi-versioned row kernels, state slots, lerp.
+#pragma once
+
+// Light ATen headers (not ATen/ATen.h): each file includes the operators it calls, which
+// halves the one-time compile.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "activations.h"
+
+namespace lstmkit {
+
+// The fused passes over [B, H] are compiled three times (AVX-512, AVX2+FMA, baseline x86-64)
+// and the loader picks one at run time: portable binaries without -march=native.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define LSTMKIT_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LSTMKIT_CLONES
+#endif
+
+using OptTensor = std::optional<at::Tensor>;
+
+// torch.lerp(start, end, weight), with torch's two formulas; weight 0 -> start, 1 -> end.
+template <typename T>
+LSTMKIT_INLINE T lerp(T start, T end, T weight) {
+  T diff = end - start;
+  return std::abs(weight) < T(0.5) ? start + weight * diff : end - diff * (T(1) - weight);
+}
+
+// Call f(std::integral_constant<int64_t, act>) so that loops see the activation at compile
+// time and vectorise.
+template <typename F>
+LSTMKIT_INLINE void with_act(int64_t act, F&& f) {
+  switch (act) {
+    case kSigmoid: f(std::integral_constant<int64_t, kSigmoid>{}); break;
+    case kTanh: f(std::integral_constant<int64_t, kTanh>{}); break;
+    case kRelu: f(std::integral_constant<int64_t, kRelu>{}); break;
+    case kHardSigmoid: f(std::integral_constant<int64_t, kHardSigmoid>{}); break;
+    default: f(std::integral_constant<int64_t, kIdentity>{}); break;
+  }
+}
+
+// States live in [T + 1, B, size] buffers of "slots": the state entering time step t is slot
+// in_slot(t) and the one leaving it is out_slot(t). Forward in time slot 0 holds the initial
+// state; in reverse slot T does. Either way the slots entering steps 0..T-1 are one contiguous
+// [T, B, size] block, which the weight-gradient GEMMs after the loop read at once.
+struct Slots {
+  int64_t T;
+  bool reverse;
+  int64_t in(int64_t t) const { return reverse ? t + 1 : t; }
+  int64_t out(int64_t t) const { return reverse ? t : t + 1; }
+  int64_t first() const { return reverse ? T : 0; }
+  int64_t last() const { return reverse ? 0 : T; }
+  int64_t time(int64_t step) const { return reverse ? T - 1 - step : step; }  // step-th visited
+  at::Tensor entering(const at::Tensor& slots) const { return slots.narrow(0, reverse ? 1 : 0, T); }
+  at::Tensor leaving(const at::Tensor& slots) const { return slots.narrow(0, reverse ? 0 : 1, T); }
+};
+
+// Rows per task of at::parallel_for: enough work per task to pay for the fork.
+inline int64_t row_grain(int64_t row_size) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(row_size, 1)); }
+
+// Step i of a contiguous [N, ...] buffer as a raw pointer (null for an absent buffer): the
+// loops over time index their buffers this way rather than building a tensor view per step.
+template <typename T>
+struct Steps {
+  T* base = nullptr;
+  int64_t stride = 0;
+  T* operator[](int64_t i) const { return base ? base + i * stride : nullptr; }
+};
+
+template <typename T>
+Steps<T> steps_of(const at::Tensor& t) {
+  if (!t.defined() || t.numel() == 0) return {};
+  return {t.data_ptr<T>(), t.stride(0)};
+}
+
+template <typename T>
+Steps<T> steps_of(const OptTensor& t) {
+  return t.has_value() ? steps_of<T>(*t) : Steps<T>{};
+}
+
+template <typename T>
+inline const T* ptr_or_null(const OptTensor& t) {
+  return (t.has_value() && t->defined() && t->numel() > 0) ? t->data_ptr<T>() : nullptr;
+}
+
+inline bool given(const OptTensor& t) { return t.has_value() && t->defined() && t->numel() > 0; }
+
+// A given optional tensor, contiguous; nullopt otherwise.
+inline OptTensor contig(const OptTensor& t) {
+  if (!given(t)) return std::nullopt;
+  return t->contiguous();
+}
+
+// Layer norm of one row of n values, as F.layer_norm without affine (biased variance, eps
+// 1e-5, lstmkit/cells/lstm.py LAYER_NORM_EPS): y = (x - mean) * rstd; returns rstd. The
+// moments are taken in two passes in double.
+constexpr double kLayerNormEps = 1e-5;
+
+template <typename T>
+LSTMKIT_INLINE T normalize_row(const T* __restrict x, T* __restrict y, int64_t n) {
+  double sum = 0;
+  for (int64_t k = 0; k < n; ++k) sum += double(x[k]);
+  const double mean = sum / double(n);
+  double sq = 0;
+  for (int64_t k = 0; k < n; ++k) sq += (double(x[k]) - mean) * (double(x[k]) - mean);
+  const double r = 1.0 / std::sqrt(sq / double(n) + kLayerNormEps);
+  for (int64_t k = 0; k < n; ++k) y[k] = static_cast<T>((double(x[k]) - mean) * r);
+  return static_cast<T>(r);
+}
+
+// Its backward, given dL/dy' for y' = y * w (w per unit): dL/dx = rstd * (dn - mean(dn) -
+// y * mean(dn * y)) with dn = dL/dy' * w; written to dx, or added to it.
+template <typename T>
+LSTMKIT_INLINE void normalize_row_backward(const T* __restrict dyw, const T* __restrict w,
+                                           const T* __restrict y, T rstd, T* __restrict dx,
+                                           int64_t n, bool add) {
+  double s1 = 0, s2 = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const double dn = double(dyw[k]) * double(w[k]);
+    s1 += dn;
+    s2 += dn * double(y[k]);
+  }
+  const double m1 = s1 / double(n), m2 = s2 / double(n), r = double(rstd);
+  for (int64_t k = 0; k < n; ++k) {
+    const T d = static_cast<T>(r * (double(dyw[k]) * double(w[k]) - m1 - double(y[k]) * m2));
+    dx[k] = add ? dx[k] + d : d;
+  }
+}
+
+// Ask the CPU to start loading [p, p + bytes) into cache (one hint per 64-byte line).
+inline void prefetch(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 1, 2);
+}
+
+// An uninitialised buffer for per-call data; large ones are recycled across calls (see
+// workspace.cpp). Never hand one to the user: only saved and scratch tensors use it.
+at::Tensor workspace(at::IntArrayRef sizes, const at::TensorOptions& opts);
+void empty_workspace_cache();
+
+// a^T b for a [N, M], b [N, K] -> [M, K]: a weight gradient summed over N = T*B rows.
+at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b);
+
+// out[k] = sum_r a[r, k] * b[r, k] (or sum_r a[r, k] without b), a and b [rows, cols] with
+// unit column stride; deterministic for any number of threads (reduce.cpp).
+void col_dot(const at::Tensor& a, const OptTensor& b, const at::Tensor& out);
+
+// a [M, K] x w [N, K] -> a w^T [M, N] (+ bias [N]). For float32 this goes through oneDNN's
+// inner product (the op torch.compile's CPU backend uses, mkldnn::_linear_pointwise) when
+// this torch has it: on CPUs where MKL takes a narrower code path (AMD), it is about twice as
+// fast, and it is never slower. Otherwise, and for float64, MKL via at::mm into ``buffer``
+// (reused across steps) when one is given.
+at::Tensor mm_wt(const at::Tensor& a, const at::Tensor& w, const OptTensor& bias = std::nullopt,
+                  at::Tensor* buffer = nullptr);
+
+}  // namespace lstmkit
