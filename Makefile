@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the venv's tools (ninja, for the C++ engine's first-use build) come first on PATH
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 TORCH_VERSION := 2.13.0
 
 .PHONY: demo test test-all lint format clean
