@@ -165,11 +165,10 @@ def main() -> None:
         f"(same weights: max difference {difference:.1e})"
     )
     print(f"{'implementation':<34} {'infer ms':>9} {'train ms':>9} {'infer x':>8} {'train x':>8}")
-    for name, times in results.items():
+    for name, ms in results.items():
         print(
-            f"{name:<34} {times['inference']:9.1f} {times['training']:9.1f} "
-            f"{base['inference'] / times['inference']:8.2f} "
-            f"{base['training'] / times['training']:8.2f}"
+            f"{name:<34} {ms['inference']:9.1f} {ms['training']:9.1f} "
+            f"{base['inference'] / ms['inference']:8.2f} {base['training'] / ms['training']:8.2f}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     every = {f"{name} / {mode}": values for (name, mode), values in times.items()}

@@ -142,8 +142,8 @@ def test_reproduce_end_to_end_tiny(tmp_path, monkeypatch):
         task,
         "_models",
         lambda width: {
-            "ConvLSTM 1 layer": ForecasterConfig(hidden=(2,), kernel_size=3, state_kernel_size=3),
-            "FC-LSTM 2 layers": ForecasterConfig(cell="fc-lstm", hidden=(3, 3)),
+            "ConvLSTM 1 layer": (ForecasterConfig(hidden=(2,), kernel_size=3), 1e-3),
+            "FC-LSTM 2 layers": (ForecasterConfig(cell="fc-lstm", hidden=(3, 3)), 2e-3),
         },
     )
     out = tmp_path / "run"
