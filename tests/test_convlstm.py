@@ -132,9 +132,9 @@ def test_peepholes_change_the_step():
     assert (before - after).abs().max() > 1e-3
 
 
-def test_input_convolution_is_one_call_over_all_frames(monkeypatch):
-    """All T*B frames go through the input convolution at once; each step convolves only
-    the B states."""
+def test_cpu_convolves_each_steps_frames_when_the_loop_reaches_them(monkeypatch):
+    """On the CPU each step convolves its B input frames, then its B states (step-sized
+    calls beat one call over all T*B frames there; docs/convlstm.md, "Speed")."""
     T, B = 4, 3
     batches = []
     real = convlstm_cell.CONVOLUTIONS[2]
@@ -145,7 +145,26 @@ def test_input_convolution_is_one_call_over_all_frames(monkeypatch):
 
     monkeypatch.setitem(convlstm_cell.CONVOLUTIONS, 2, counting)
     lstmkit.ConvLSTM(2, 3, 3)(torch.randn(T, B, 2, 5, 5))
-    assert batches == [T * B] + [B] * T
+    assert batches == [B, B] * T
+
+
+def test_step_inputs_equal_the_batched_input_convolution():
+    """The CPU's per-step projections are the one batched convolution's (CUDA's schedule),
+    values and gradients."""
+    cell = convlstm_cell.ConvLSTMCellSpec(dims=2, in_channels=2, hidden_channels=3)
+    params = {
+        name: torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        for name, shape in cell.param_shapes().items()
+    }
+    x = torch.randn(5, 2, 2, 4, 6, dtype=torch.float64, requires_grad=True)
+    batched = cell.input_projection(params, x)
+    per_step = torch.stack(list(cell.step_inputs(params, x)))
+    assert_close("projection", batched, per_step)
+    inputs = [x, params["weight_ih"], params["bias"]]
+    for name, expected, actual in zip(
+        ["x", "weight_ih", "bias"], grads_of([batched], inputs), grads_of([per_step], inputs)
+    ):
+        assert_close(f"grad {name}", expected, actual)
 
 
 # ---------------------------------------------------------------------- gradients

@@ -8,6 +8,8 @@ because indexing a large tensor per step (``x[t]``) makes backward O(T^2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -33,7 +35,7 @@ def run_layer(
     are the loop's: a cell's inputs, states and outputs may have any trailing shape (ConvLSTM's
     ``[C, *spatial]``).
     """
-    steps = cell.input_projection(params, x).unbind(0)
+    steps = step_inputs(cell, params, x)
     T = len(steps)
     valid = None
     if lengths is not None:
@@ -61,6 +63,15 @@ def run_layer(
         state = new_state
         outputs[t] = y
     return torch.stack(outputs), state  # type: ignore[arg-type]
+
+
+def step_inputs(cell: CellSpec, params: dict[str, Tensor], x: Tensor) -> Sequence[Tensor]:
+    """``[T, B, D]`` -> the T input projections: the cell's own schedule if it has one
+    (``step_inputs``, e.g. ConvLSTM's on the CPU), else one batched projection."""
+    own = getattr(cell, "step_inputs", None)
+    if own is not None:
+        return own(params, x)
+    return cell.input_projection(params, x).unbind(0)
 
 
 def _rows(mask: Tensor, like: Tensor) -> Tensor:

@@ -168,6 +168,19 @@ class ConvLSTMCellSpec:
         gx = self._conv(x.reshape(-1, *frame), p["weight_ih"], p.get("bias"))
         return gx.reshape(*lead, *gx.shape[1:])
 
+    def step_inputs(self, p: dict[str, Tensor], x: Tensor) -> Sequence[Tensor]:
+        """``[T, B, C_in, *S]`` -> T projections ``[B, 4C, *S]``, in the order that is fastest.
+
+        On CUDA, all T*B frames go through one convolution before the loop. On the CPU each
+        step's frames are convolved when the loop reaches them: oneDNN's convolution over all
+        T*B frames at once writes a ``[T*B, 4C, *S]`` result far larger than the cache, and
+        measured 1.3-1.8x slower over a layer than step-sized calls whose result the step
+        reads at once (docs/convlstm.md, "Speed"). The math is the same.
+        """
+        if x.device.type == "cuda":
+            return self.input_projection(p, x).unbind(0)
+        return _ProjectedOnDemand(self, p, x.unbind(0))
+
     def step(
         self,
         p: dict[str, Tensor],
@@ -178,7 +191,7 @@ class ConvLSTMCellSpec:
         """One time step: returns (h_t, (h_t, c_t))."""
         h_prev, c_prev = state
         recurrent_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-        pre = gx + self._conv(recurrent_in, p["weight_hh"])
+        pre = self._conv(recurrent_in, p["weight_hh"]).add_(gx)  # in place: a fresh result
         i, f, g, o = pre.chunk(4, dim=1)
         if self.peephole != "none":
             # [3C] -> three [C, 1, ...] (channel) or [C, *S] (spatial) weights, i f o
@@ -193,3 +206,20 @@ class ConvLSTMCellSpec:
             o = o + v_o * c
         h = o.sigmoid() * c.tanh()
         return h, (h, c)
+
+
+class _ProjectedOnDemand(Sequence):
+    """Step t's input projection, computed when asked for (the CPU schedule of ``step_inputs``).
+
+    The frames are ``unbind`` views: indexing the whole input per step (``x[t]``) would make
+    backward O(T^2).
+    """
+
+    def __init__(self, cell: ConvLSTMCellSpec, p: dict[str, Tensor], frames: tuple[Tensor, ...]):
+        self.cell, self.p, self.frames = cell, p, frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, t):  # type: ignore[override]
+        return self.cell.input_projection(self.p, self.frames[t])
