@@ -161,10 +161,9 @@ def test_step_inputs_equal_the_batched_input_convolution():
     per_step = torch.stack(list(cell.step_inputs(params, x)))
     assert_close("projection", batched, per_step)
     inputs = [x, params["weight_ih"], params["bias"]]
-    for name, expected, actual in zip(
-        ["x", "weight_ih", "bias"], grads_of([batched], inputs), grads_of([per_step], inputs)
-    ):
-        assert_close(f"grad {name}", expected, actual)
+    expected, actual = grads_of([batched], inputs), grads_of([per_step], inputs)
+    for name, e, a in zip(["x", "weight_ih", "bias"], expected, actual, strict=True):
+        assert_close(f"grad {name}", e, a)
 
 
 # ---------------------------------------------------------------------- gradients

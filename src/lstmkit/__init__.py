@@ -9,7 +9,7 @@ torch.Size([5, 3, 16])
 
 from lstmkit.cells import VARIANTS, LSTMVariant
 from lstmkit.io import load, save
-from lstmkit.nn import GRU, LSTM, ConvLSTM
+from lstmkit.nn import GRU, LSTM, ConvLSTM, mLSTM, sLSTM, xLSTM
 from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
 
 __version__ = "0.1.0"
@@ -29,6 +29,9 @@ __all__ = [
     "SequenceNetConfig",
     "__version__",
     "load",
+    "mLSTM",
+    "sLSTM",
     "save",
     "variants",
+    "xLSTM",
 ]

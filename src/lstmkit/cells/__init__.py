@@ -9,6 +9,8 @@ from torch import Tensor
 from lstmkit.cells.convlstm import ConvLSTMCellSpec
 from lstmkit.cells.gru import GRUCellSpec
 from lstmkit.cells.lstm import VARIANTS, LSTMCellSpec, LSTMVariant, get_variant
+from lstmkit.cells.mlstm import MLSTMCellSpec
+from lstmkit.cells.slstm import SLSTMCellSpec
 
 
 class CellSpec(Protocol):
@@ -45,5 +47,7 @@ __all__ = [
     "GRUCellSpec",
     "LSTMCellSpec",
     "LSTMVariant",
+    "MLSTMCellSpec",
+    "SLSTMCellSpec",
     "get_variant",
 ]
