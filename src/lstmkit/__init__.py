@@ -15,6 +15,22 @@ from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
 __version__ = "0.1.0"
 
 
+# The task estimators import pandas and their baselines' libraries: loaded on first use, so
+# that ``import lstmkit`` stays light.
+_TASKS = {
+    "Forecaster": "lstmkit.tasks.forecasting",
+    "AnomalyDetector": "lstmkit.tasks.anomaly",
+}
+
+
+def __getattr__(name: str):
+    if name in _TASKS:
+        import importlib
+
+        return getattr(importlib.import_module(_TASKS[name]), name)
+    raise AttributeError(f"module 'lstmkit' has no attribute {name!r}")
+
+
 def variants() -> dict[str, str]:
     """Every LSTM variant's name and its paper (the GRU is ``lstmkit.GRU``)."""
     return {name: variant.paper for name, variant in VARIANTS.items()}
@@ -23,7 +39,9 @@ def variants() -> dict[str, str]:
 __all__ = [
     "GRU",
     "LSTM",
+    "AnomalyDetector",
     "ConvLSTM",
+    "Forecaster",
     "LSTMVariant",
     "SequenceNet",
     "SequenceNetConfig",

@@ -1,4 +1,4 @@
-"""The ``lstmkit`` command: train, evaluate, predict, variants, reproduce."""
+"""The ``lstmkit`` command: train, evaluate, predict, variants, reproduce, forecast, detect."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lstmkit.cli.detect import detect
+from lstmkit.cli.forecast import forecast
 from lstmkit.cli.reproduce import reproduce_app
 
 app = typer.Typer(
-    help="lstmkit: every LSTM variant, trained from a config file.",
+    help="lstmkit: every LSTM variant; train from a config, run the applications, reproduce papers.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -118,3 +120,8 @@ def _print_metrics(split: str, metrics: dict[str, float]) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+# the applications, each in its own module
+app.command()(forecast)
+app.command()(detect)

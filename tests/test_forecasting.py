@@ -1,0 +1,256 @@
+"""lstmkit.tasks.forecasting.Forecaster on tiny data: every public method, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lstmkit.tasks import metrics
+from lstmkit.tasks.forecasting import Forecaster, pinball_loss
+
+TINY = {"input_size": 6, "hidden_size": 8, "max_steps": 15, "batch_size": 16}
+
+
+def monthly(n: int = 40, ids=("a", "b"), seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k, name in enumerate(ids):
+        t = np.arange(n)
+        y = 10 + k * 5 + np.sin(2 * np.pi * t / 12) + 0.1 * rng.normal(size=n)
+        stamps = pd.date_range("2000-01-01", periods=n, freq="MS")
+        frames.append(pd.DataFrame({"unique_id": name, "ds": stamps, "y": y, "x": t % 12}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> Forecaster:
+    torch.manual_seed(0)
+    return Forecaster(horizon=3, season_length=12, seasonal_skip=False, **TINY).fit(monthly())
+
+
+def test_predict_gives_each_series_its_next_steps(fitted):
+    forecast = fitted.predict()
+    assert list(forecast.columns[:4]) == ["unique_id", "cutoff", "ds", "y_hat"]
+    assert {"q0.1", "q0.5", "q0.9"} <= set(forecast.columns)
+    for name in ("a", "b"):
+        rows = forecast[forecast.unique_id == name]
+        assert list(rows.ds) == list(pd.date_range("2003-05-01", periods=3, freq="MS"))
+        assert np.array_equal(rows.y_hat, rows["q0.5"])
+        assert (rows["q0.1"] <= rows["q0.5"]).all() and (rows["q0.5"] <= rows["q0.9"]).all()
+    assert len(fitted.predict(2)) == 4
+
+
+def test_series_input_and_custom_column_names():
+    frame = monthly(ids=("a",))
+    series = pd.Series(frame.y.to_numpy(), index=pd.DatetimeIndex(frame.ds), name="s")
+    forecast = Forecaster(horizon=2, **TINY).fit(series).predict()
+    assert list(forecast.unique_id) == ["s", "s"]
+    renamed = frame.rename(columns={"unique_id": "id", "ds": "when", "y": "value"})
+    model = Forecaster(horizon=2, **TINY).fit(
+        renamed, id_col="id", time_col="when", target_col="value"
+    )
+    assert len(model.predict(df=renamed)) == 2
+
+
+def test_integer_time_steps_and_variants():
+    frame = monthly(ids=("a",))
+    frame["ds"] = np.arange(len(frame)) * 5
+    for settings in ({"variant": "peephole"}, {"cell": "gru"}, {"local_level": "last"}):
+        forecast = Forecaster(horizon=2, **TINY, **settings).fit(frame).predict()
+        assert list(forecast.ds) == [len(frame) * 5, len(frame) * 5 + 5]
+
+
+def test_seasonal_skip_and_log_forecast_positive_values():
+    forecast = Forecaster(horizon=4, season_length=4, log=True, **TINY).fit(monthly()).predict()
+    assert (forecast[["y_hat", "q0.1", "q0.9"]] > 0).all().all()
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.safetensors")
+    loaded = Forecaster.load(path)
+    pd.testing.assert_frame_equal(loaded.predict(), fitted.predict())
+    assert loaded.config == fitted.config
+    with pytest.raises(ValueError, match="not a saved AnomalyDetector"):
+        from lstmkit.tasks.anomaly import AnomalyDetector
+
+        AnomalyDetector.load(path)
+
+
+def test_backtest_windows_and_no_peeking(fitted):
+    frame = monthly()
+    backtest = fitted.backtest(frame, n_windows=2, step=2)
+    assert len(backtest) == 2 * 2 * 3
+    first = backtest[backtest.unique_id == "a"]
+    assert list(first.cutoff.unique()) == list(frame.ds.iloc[[34, 36]])
+    truth = frame.set_index(["unique_id", "ds"]).y
+    keys = list(zip(backtest.unique_id, backtest.ds, strict=True))
+    assert np.allclose(backtest.y, truth.loc[keys])
+    changed = frame.copy()
+    changed.loc[changed.ds > frame.ds.iloc[34], "y"] += 100.0  # after the first origin
+    again = fitted.backtest(changed, n_windows=2, step=2)
+    early = backtest.cutoff == frame.ds.iloc[34]
+    assert np.allclose(again.y_hat[early], backtest.y_hat[early])
+    assert not np.allclose(again.y_hat[~early], backtest.y_hat[~early])
+    last = fitted.backtest(frame, start="2002-06-01", last_points_only=True)
+    # origins 2002-05 .. 2003-01
+    assert (last.ds >= pd.Timestamp("2002-08-01")).all() and len(last) == 2 * 9
+
+
+def test_backtest_refit_trains_one_model_per_origin(fitted):
+    frame = monthly()
+    backtest = fitted.backtest(frame, n_windows=2, step=3, refit=True)
+    assert len(backtest) == 12 and backtest.y.notna().all()
+
+
+def test_errors_agree_with_metrics(fitted):
+    frame = monthly()
+    backtest = fitted.backtest(frame, n_windows=1)
+    train = frame.groupby("unique_id").head(37)
+    errors = Forecaster.errors(backtest, train, season_length=12)
+    per_series = [
+        metrics.mase(g.y, g.y_hat, train[train.unique_id == n].y, 12)
+        for n, g in backtest.groupby("unique_id")
+    ]
+    assert errors["MASE"] == pytest.approx(np.mean(per_series))
+    assert errors["MAE"] == pytest.approx(
+        np.mean([metrics.mae(g.y, g.y_hat) for _, g in backtest.groupby("unique_id")])
+    )
+    assert set(errors) == {"MAE", "RMSE", "MAPE", "sMAPE", "MASE"}
+
+
+def test_covariates_future_and_past():
+    frame = monthly()
+    frame["p"] = np.random.default_rng(0).normal(size=len(frame))
+    model = Forecaster(horizon=2, futr_covariates=["x"], past_covariates=["p"], **TINY)
+    model.fit(frame)
+    with pytest.raises(ValueError, match="futr_df is needed"):
+        model.predict()
+    futr = pd.DataFrame(
+        {
+            "unique_id": ["a", "a", "b", "b"],
+            "ds": list(pd.date_range("2003-05-01", periods=2, freq="MS")) * 2,
+            "x": [4.0, 5.0, 4.0, 5.0],
+        }
+    )
+    forecast = model.predict(futr_df=futr)
+    shifted = model.predict(futr_df=futr.assign(x=[40.0, 50.0, 40.0, 50.0]))
+    assert not np.allclose(forecast.y_hat, shifted.y_hat)  # the future covariate is read
+    with pytest.raises(ValueError, match="futr_df must hold the 2 time stamps"):
+        model.predict(futr_df=futr.iloc[:3])
+
+
+def test_plot_writes_a_png(fitted, tmp_path):
+    path = fitted.plot(tmp_path / "forecast.png", fitted.backtest(monthly(), n_windows=1))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match=r"must end in \.png"):
+        fitted.plot(tmp_path / "forecast.jpg")
+
+
+def test_pinball_loss_matches_its_definition():
+    output = torch.randn(3, 4, 2)
+    target = torch.randn(3, 4)
+    target[0, 0] = float("nan")
+    quantiles = torch.tensor([0.2, 0.7])
+    total, count = 0.0, 0
+    for h in range(3):
+        for b in range(4):
+            if torch.isnan(target[h, b]):
+                continue
+            for j, q in enumerate(quantiles.tolist()):
+                error = float(target[h, b] - output[h, b, j])
+                total += max(q * error, (q - 1) * error)
+                count += 1
+    assert float(pinball_loss(output, target, quantiles)) == pytest.approx(total / count, rel=1e-5)
+
+
+def _without(frame, **changes):
+    frame = frame.copy()
+    for key, value in changes.items():
+        frame.loc[value[0], key] = value[1]
+    return frame
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda f: f.iloc[:0], ValueError, "empty frame"),
+        (lambda f: f.drop(columns="y"), ValueError, "must have the columns \\['y'\\]"),
+        (lambda f: f.iloc[::-1], ValueError, "must increase within each series"),
+        (lambda f: pd.concat([f, f.iloc[[3]]]), ValueError, "duplicated time stamps"),
+        (lambda f: _without(f, y=(5, np.nan)), ValueError, "no NaNs"),
+        (lambda f: f.groupby("unique_id").head(3), ValueError, "more than 3 observations"),
+        (lambda f: f.drop(index=[7, 8]), ValueError, "regular time stamps"),
+        (lambda f: f.y.to_numpy(), TypeError, "must be a pandas DataFrame"),
+        (lambda f: f.assign(y="text"), TypeError, "must be numeric"),
+    ],
+    ids=[
+        "empty",
+        "missing-column",
+        "backwards",
+        "duplicated",
+        "nan",
+        "short",
+        "gaps",
+        "type",
+        "text",
+    ],
+)
+def test_fit_rejects_bad_frames(make, error, message):
+    with pytest.raises(error, match=message):
+        Forecaster(horizon=3, **TINY).fit(make(monthly()))
+
+
+def test_bad_settings_and_calls(fitted):
+    with pytest.raises(ValueError, match="h must be <= the horizon"):
+        fitted.predict(4)
+    with pytest.raises(ValueError, match="too few"):
+        fitted.backtest(monthly(), n_windows=40)
+    with pytest.raises(ValueError, match="> 0 with log=True"):
+        Forecaster(horizon=2, log=True, **TINY).fit(monthly().assign(y=-1.0))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Forecaster(horizon=2).predict()
+    with pytest.raises(ValueError, match="local_level must be one of"):
+        Forecaster(horizon=2, local_level="median")
+    with pytest.raises(ValueError, match="quantiles must lie"):
+        Forecaster(horizon=2, quantiles=(0.1, 1.5))
+    with pytest.raises(ValueError, match="input_size must be >= season_length"):
+        Forecaster(horizon=2, input_size=6, season_length=12)
+    with pytest.raises(TypeError, match="horizon must be an int"):
+        Forecaster(horizon=2.5)
+
+
+@pytest.mark.slow
+def test_learns_a_seasonal_series_better_than_the_seasonal_naive_forecast():
+    frame = monthly(n=120, ids=("a", "b", "c"))
+    train = frame.groupby("unique_id").head(108)
+    test = frame.groupby("unique_id").tail(12)
+    model = Forecaster(horizon=12, input_size=24, season_length=12, max_steps=300).fit(train)
+    forecast = model.predict().merge(test, on=["unique_id", "ds"])
+    naive = np.concatenate([g.y.to_numpy()[-12:] for _, g in train.groupby("unique_id")])
+    ordered = forecast.sort_values(["unique_id", "ds"])
+    assert metrics.mae(ordered.y, ordered.y_hat) < metrics.mae(ordered.y, naive)
+
+
+def test_forecast_command_prints_ours_against_the_baselines(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from lstmkit.cli.forecast import forecast
+
+    app = typer.Typer()
+    app.command()(forecast)
+    app.command("other")(lambda: None)  # two commands: typer keeps the subcommand name
+    csv = tmp_path / "series.csv"
+    monthly(n=30).rename(columns={"unique_id": "id"}).to_csv(csv, index=False)
+    arguments = ["forecast", "--csv", str(csv), "--id-col", "id", "--horizon", "3"]
+    arguments += ["--season-length", "12", "--variant", "standard", "--n-models", "1"]
+    arguments += ["--max-steps", "3", "--output-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    for method in ("lstmkit standard", "seasonal naive", "AutoETS", "AutoARIMA", "Theta"):
+        assert method in result.output
+    assert (tmp_path / "out" / "forecast.png").is_file()
+    bad = CliRunner().invoke(app, ["forecast", "--dataset", "airline", "--csv", str(csv)])
+    assert bad.exit_code == 2 and "exactly one of" in bad.output
