@@ -13,7 +13,7 @@ from lstmkit.cli.forecast import forecast
 from lstmkit.cli.reproduce import reproduce_app
 
 app = typer.Typer(
-    help="lstmkit: every LSTM variant; train from a config, run the applications, reproduce papers.",
+    help="lstmkit: every LSTM variant; training, applications, paper reproductions.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
