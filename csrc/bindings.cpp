@@ -32,6 +32,26 @@ std::vector<at::Tensor> gru_backward(const at::Tensor& dy, const at::Tensor& dh_
                                      const OptTensor& zh, const OptTensor& rmask,
                                      const std::vector<at::Tensor>& saved,
                                      const std::vector<int64_t>& flags);
+std::vector<at::Tensor> convlstm_gates_forward(const at::Tensor& pre, const at::Tensor& c_prev,
+                                               const OptTensor& w_ch, bool save);
+std::vector<at::Tensor> convlstm_gates_backward(const at::Tensor& dh, const at::Tensor& dc,
+                                                const at::Tensor& acts, const at::Tensor& tanh_c,
+                                                const at::Tensor& c_prev, const at::Tensor& c,
+                                                const OptTensor& w_ch);
+std::vector<at::Tensor> slstm_forward(const at::Tensor& x, const OptTensor& w_ih,
+                                      const at::Tensor& w_hh, const OptTensor& bias,
+                                      const at::Tensor& h0, const at::Tensor& c0,
+                                      const at::Tensor& n0, const at::Tensor& m0,
+                                      const OptTensor& lengths, const OptTensor& rmask,
+                                      const std::vector<int64_t>& flags);
+std::vector<at::Tensor> slstm_backward(const at::Tensor& dy, const at::Tensor& dh_n,
+                                       const at::Tensor& dc_n, const at::Tensor& dn_n,
+                                       const at::Tensor& dm_n, const at::Tensor& x,
+                                       const OptTensor& w_ih, const at::Tensor& w_hh,
+                                       bool has_bias, const OptTensor& lengths,
+                                       const OptTensor& rmask,
+                                       const std::vector<at::Tensor>& saved,
+                                       const std::vector<int64_t>& flags);
 void empty_workspace_cache();
 }  // namespace lstmkit
 
@@ -41,5 +61,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &lstmkit::lstm_backward);
   m.def("gru_forward", &lstmkit::gru_forward);
   m.def("gru_backward", &lstmkit::gru_backward);
+  m.def("convlstm_gates_forward", &lstmkit::convlstm_gates_forward);
+  m.def("convlstm_gates_backward", &lstmkit::convlstm_gates_backward);
+  m.def("slstm_forward", &lstmkit::slstm_forward);
+  m.def("slstm_backward", &lstmkit::slstm_backward);
   m.def("empty_workspace_cache", &lstmkit::empty_workspace_cache);
 }

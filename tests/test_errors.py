@@ -258,7 +258,9 @@ def test_unknown_activation(argument):
 
 
 @pytest.mark.parametrize("kind", MODULES)
-@pytest.mark.parametrize(("name", "closest"), [("cuda", None), ("refrence", "reference")])
+@pytest.mark.parametrize(
+    ("name", "closest"), [("cuda", None), ("refrence", "reference"), ("troch", "torch")]
+)
 def test_unknown_backend(kind, name, closest):
     hint = f"(did you mean {closest!r}?)" if closest else ""
     choices = sorted(registry.CHOICES)

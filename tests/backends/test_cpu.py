@@ -551,3 +551,34 @@ def test_torch_compile_fullgraph(engine):
     (dx_actual,) = torch.autograd.grad(actual, x)
     assert_close("loss", expected, actual)
     assert_close("dx", dx_expected, dx_actual)
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_with_lengths(engine):
+    """lengths= compiles without a graph break (its value checks run only in eager mode), and
+    auto keeps ``standard`` off torch's RNN kernels, which dynamo cannot trace."""
+    torch.manual_seed(0)
+    lstm = lstmkit.LSTM(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    x = torch.randn(3, 5, 4, requires_grad=True)  # [B, T, D]
+    lengths = torch.tensor([5, 2, 4])
+    inputs = [x, *lstm.parameters()]
+
+    def loss(x, lengths):
+        y, (h, c) = lstm(x, lengths=lengths)
+        return y.square().sum() + h.sum() + c.sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(loss, fullgraph=True)
+    expected = loss(x, lengths)
+    actual = compiled(x, lengths)
+    assert_close("loss", expected, actual)
+    names = ["x", *dict(lstm.named_parameters())]
+    for name, e, a in zip(
+        names,
+        torch.autograd.grad(expected, inputs),
+        torch.autograd.grad(actual, inputs),
+        strict=True,
+    ):
+        assert_close(f"d{name}", e, a)
+    with pytest.raises(ValueError, match="lengths must be at most"):
+        loss(x, torch.tensor([6, 2, 4]))  # eager mode still checks the values

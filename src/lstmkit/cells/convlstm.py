@@ -192,6 +192,14 @@ class ConvLSTMCellSpec:
         h_prev, c_prev = state
         recurrent_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask
         pre = self._conv(recurrent_in, p["weight_hh"]).add_(gx)  # in place: a fresh result
+        weight_ch = p.get("weight_ch") if self.peephole != "none" else None
+        if pre.device.type == "cpu":
+            # the gate math below as one vectorised C++ pass where the engine is built
+            from lstmkit.backends.cpu import convlstm_gates as fused
+
+            if fused.usable(pre, c_prev, weight_ch):
+                h, c = fused.convlstm_gates(pre, c_prev, weight_ch)
+                return h, (h, c)
         i, f, g, o = pre.chunk(4, dim=1)
         if self.peephole != "none":
             # [3C] -> three [C, 1, ...] (channel) or [C, *S] (spatial) weights, i f o

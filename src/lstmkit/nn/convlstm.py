@@ -41,11 +41,11 @@ class ConvLSTM(RecurrentBase):
         forget_bias: added to the forget gate's bias at init (Keras's ``unit_forget_bias``
             is 1.0).
         backend: ``"auto"`` or ``"reference"`` (the convolutional cell runs on the reference
-            loop; ``"cpu"`` is a ValueError). ``LSTMKIT_BACKEND`` overrides it.
+            loop; ``"cpu"`` and ``"torch"`` are ValueErrors). ``LSTMKIT_BACKEND`` overrides it.
 
     Inputs: ``input, (h0, c0)``, optional ``lengths``; S are the ``dims`` spatial dims.
         - input: ``[T, B, C_in, *S]`` (``[B, T, C_in, *S]`` with batch_first) or unbatched
-          ``[T, C_in, *S]``. The input convolution of all T*B frames is one call.
+          ``[T, C_in, *S]``.
         - h0, c0: ``[num_layers * num_directions, B, hidden_channels, *S]`` (no B when
           unbatched); zeros when omitted.
         - lengths: ``[B]`` ints in [1, T]: sequence b is its first ``lengths[b]`` frames.

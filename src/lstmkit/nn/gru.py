@@ -10,7 +10,6 @@ from torch.nn.utils.rnn import PackedSequence
 
 from lstmkit._checks import check_probability
 from lstmkit.cells import GRUCellSpec
-from lstmkit.nn.convert import copy_weights, torch_incompatibility, torch_like_kwargs
 from lstmkit.nn.recurrent import RecurrentBase, layer_input_sizes
 
 
@@ -26,12 +25,16 @@ class GRU(RecurrentBase):
         layer_norm: layer-normalise each gate's input and recurrent pre-activation.
         zoneout: probability that a unit of h keeps its previous value at a step, in training.
         recurrent_dropout: dropout on h entering the recurrent product, one mask per sequence.
-        backend: ``"auto"`` (the fused C++ engine where it runs the layer, else
-            ``"reference"``), ``"reference"`` or ``"cpu"``; ``LSTMKIT_BACKEND`` overrides it.
+        backend: ``"auto"`` (the fastest that runs the module: docs/backends.md),
+            ``"reference"``, ``"cpu"`` (the fused C++ engine) or ``"torch"`` (torch's own
+            kernels; the reset-after GRU without layer_norm, zoneout or recurrent_dropout).
+            ``LSTMKIT_BACKEND`` overrides it.
 
     Inputs: ``input, h0``, optional ``lengths`` (shapes as ``lstmkit.LSTM``).
     Outputs: ``output, h_n``.
     """
+
+    torch_class = nn.GRU
 
     def __init__(
         self,
@@ -98,40 +101,3 @@ class GRU(RecurrentBase):
     def to_dict(self) -> dict:
         """The constructor's arguments, as JSON-able values (``lstmkit.save`` stores them)."""
         return {"kind": "GRU", **self._common_dict(), "reset_after": self.reset_after}
-
-    @classmethod
-    def from_torch(cls, module: nn.GRU, **options) -> GRU:
-        """An lstmkit GRU with ``module``'s configuration and weights."""
-        if not isinstance(module, nn.GRU):
-            raise TypeError(f"module must be a torch.nn.GRU, got {type(module).__name__}")
-        converted = cls(
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            module.bias,
-            module.batch_first,
-            module.dropout,
-            module.bidirectional,
-            **torch_like_kwargs(module),
-            **options,
-        )
-        copy_weights(module, converted)
-        return converted
-
-    def to_torch(self) -> nn.GRU:
-        """A torch.nn.GRU with this module's weights (reset-after, no lstmkit options)."""
-        problem = torch_incompatibility(self, set(), ())
-        if problem:
-            raise ValueError(f"to_torch() needs the math of torch.nn.GRU, but {problem}")
-        module = nn.GRU(
-            self.input_size,
-            self.hidden_size,
-            self.num_layers,
-            self.bias,
-            self.batch_first,
-            self.dropout,
-            self.bidirectional,
-            **torch_like_kwargs(self),
-        )
-        copy_weights(self, module)
-        return module

@@ -101,16 +101,25 @@ def _check_lengths(lengths: Tensor | Sequence[int] | None, x: Tensor, unbatched:
         raise ValueError(
             f"lengths must have shape ({B},), one per sequence, got {tuple(lengths.shape)}"
         )
-    low, high = int(lengths.min()), int(lengths.max())
-    if low < 1:
-        raise ValueError(f"lengths must be at least 1, got {low}")
-    if high > T:
-        raise ValueError(f"lengths must be at most the input's time steps ({T}), got {high}")
+    # The values are data: reading them under torch.compile would break the graph (or guard on
+    # them), so only eager mode checks them; compiled code trusts them as the kernels do.
+    if not torch.compiler.is_compiling():
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1:
+            raise ValueError(f"lengths must be at least 1, got {low}")
+        if high > T:
+            raise ValueError(f"lengths must be at most the input's time steps ({T}), got {high}")
     return lengths.to(device=x.device, dtype=torch.int64)
 
 
-def finish_output(output: Tensor, batch: SequenceBatch) -> Tensor | PackedSequence:
-    """``[T, B, O]`` back to the caller's form (packed like the input, batch-first, ...)."""
+def finish_output(output: Tensor | PackedSequence, batch: SequenceBatch) -> Tensor | PackedSequence:
+    """``[T, B, O]`` back to the caller's form (packed like the input, batch-first, ...).
+
+    An output that is packed already (the torch backend runs packed input as it came) is
+    the caller's form.
+    """
+    if isinstance(output, PackedSequence):
+        return output
     if batch.packed is not None:
         packed = batch.packed
         order = packed.sorted_indices

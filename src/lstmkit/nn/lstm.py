@@ -12,7 +12,6 @@ from torch.nn.utils.rnn import PackedSequence
 from lstmkit._checks import check_probability
 from lstmkit.cells import VARIANTS, LSTMCellSpec, LSTMVariant, get_variant
 from lstmkit.cells.lstm import gate_blocks
-from lstmkit.nn.convert import copy_weights, torch_incompatibility, torch_like_kwargs
 from lstmkit.nn.recurrent import RecurrentBase, layer_input_sizes
 
 
@@ -34,8 +33,11 @@ class LSTM(RecurrentBase):
             (Krueger et al. 2016); a float for c and h, or a pair ``(cell, hidden)``.
         recurrent_dropout: dropout on the recurrent input, one mask per sequence in training
             (Gal & Ghahramani 2016).
-        backend: ``"auto"`` (the fused C++ engine where it runs the layer, else
-            ``"reference"``), ``"reference"`` or ``"cpu"``; ``LSTMKIT_BACKEND`` overrides it.
+        backend: ``"auto"`` (the fastest that runs the module: docs/backends.md),
+            ``"reference"``, ``"cpu"`` (the fused C++ engine) or ``"torch"`` (torch's own
+            kernels; ``standard`` with the default activations, ``proj_size`` allowed, without
+            cell_clip, layer_norm, zoneout or recurrent_dropout). ``LSTMKIT_BACKEND``
+            overrides it.
 
     Inputs: ``input, (h0, c0)``, optional ``lengths``
         - input: ``[T, B, D]`` (``[B, T, D]`` with batch_first), unbatched ``[T, D]``, or a
@@ -51,6 +53,8 @@ class LSTM(RecurrentBase):
         - h_n, c_n: the states at each sequence's true end. ``fgr`` also returns its gates'
           last activations: ``(h_n, c_n, gates_n)``, gates ``[L * dirs, B, 3H]``.
     """
+
+    torch_class = nn.LSTM
 
     def __init__(
         self,
@@ -165,46 +169,6 @@ class LSTM(RecurrentBase):
             "forget_bias": self.forget_bias,
             "cell_clip": cell.cell_clip,
         }
-
-    # ------------------------------------------------------------------ torch.nn.LSTM
-    @classmethod
-    def from_torch(cls, module: nn.LSTM, **options) -> LSTM:
-        """An lstmkit ``standard`` LSTM with ``module``'s configuration and weights."""
-        if not isinstance(module, nn.LSTM):
-            raise TypeError(f"module must be a torch.nn.LSTM, got {type(module).__name__}")
-        converted = cls(
-            module.input_size,
-            module.hidden_size,
-            module.num_layers,
-            module.bias,
-            module.batch_first,
-            module.dropout,
-            module.bidirectional,
-            module.proj_size,
-            **torch_like_kwargs(module),
-            **options,
-        )
-        copy_weights(module, converted)
-        return converted
-
-    def to_torch(self) -> nn.LSTM:
-        """A torch.nn.LSTM with this module's weights (``standard``-equivalent math only)."""
-        problem = torch_incompatibility(self, {"standard", "np"}, ("sigmoid", "tanh", "tanh"))
-        if problem:
-            raise ValueError(f"to_torch() needs the math of torch.nn.LSTM, but {problem}")
-        module = nn.LSTM(
-            self.input_size,
-            self.hidden_size,
-            self.num_layers,
-            self.bias,
-            self.batch_first,
-            self.dropout,
-            self.bidirectional,
-            self.proj_size,
-            **torch_like_kwargs(self),
-        )
-        copy_weights(self, module)
-        return module
 
 
 def _zoneout_pair(zoneout: float | tuple[float, float]) -> tuple[float, float]:

@@ -1,14 +1,16 @@
 """The sequence machinery every recurrent module shares, written once.
 
 Layers, directions, dropout between layers, initial and final states, lengths, packing,
-zoneout and recurrent-dropout masks, the backend call and ``step()`` live here; a subclass
-only says which cell runs each layer-direction and how its states are packed.
+zoneout and recurrent-dropout masks, the backend call, ``step()`` and the conversion to and
+from torch's own module live here; a subclass only says which cell runs each layer-direction,
+how its states are packed and which torch module (if any) computes the same math.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Self
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +18,11 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from lstmkit._checks import check_positive_int, check_probability
-from lstmkit.backends.registry import check_backend, resolve
+from lstmkit.backends import torch_backend
+from lstmkit.backends.registry import check_backend, resolve, use_torch
 from lstmkit.cells import CellSpec
 from lstmkit.io import Saveable
+from lstmkit.nn.convert import TORCH_ARGUMENTS, copy_weights, torch_like_kwargs
 from lstmkit.nn.inputs import SequenceBatch, check_tensor_like, finish_output, prepare_input
 
 State = tuple[Tensor, ...]
@@ -29,6 +33,9 @@ class RecurrentBase(Saveable, nn.Module):
 
     state_names: tuple[str, ...] = ("h0",)
     state_layout: str = "size"  # how error messages name a state's per-sequence dims
+    # the torch module with this one's constructor and parameter names, if any: from_torch,
+    # to_torch and the "torch" backend use it where the math is the same
+    torch_class: type[nn.RNNBase] | None = None
 
     def __init__(
         self,
@@ -50,7 +57,12 @@ class RecurrentBase(Saveable, nn.Module):
         self.dropout = check_probability("dropout", dropout, allow_one=True)
         self.zoneout = zoneout
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
-        self.backend = check_backend("backend", backend, [c for layer in cells for c in layer])
+        self.backend = check_backend(
+            "backend",
+            backend,
+            [c for layer in cells for c in layer],
+            torch_reason=self.torch_incompatibility(),
+        )
         factory = {"device": device, "dtype": dtype}
         for layer, directions in enumerate(cells):
             for direction, cell in enumerate(directions):
@@ -184,10 +196,57 @@ class RecurrentBase(Saveable, nn.Module):
     ):
         """See the subclass's docstring for shapes."""
         batch = self._prepare_input(input, lengths)
-        T, B = batch.x.shape[:2]
+        B = batch.x.shape[1]
         initial = self._initial_states(hx, B, batch.unbatched, self._state_shapes(batch.x))
-        run_layer = resolve(self.backend)
+        if self._runs_on_torch(batch, initial):
+            output, states = self._run_torch(batch, initial)
+        else:
+            output, states = self._run_layers(batch, initial)
+        if batch.unbatched:
+            states = tuple(s.squeeze(1) for s in states)
+        return finish_output(output, batch), self._pack_state(states)
 
+    @property
+    def _torch_kind(self) -> torch_backend.Kind:
+        return "lstm" if self.torch_class is nn.LSTM else "gru"
+
+    def _runs_on_torch(self, batch: SequenceBatch, initial: State) -> bool:
+        return use_torch(
+            self.backend,
+            self.torch_incompatibility(),
+            batch.x,
+            kind=self._torch_kind,
+            projected=bool(getattr(self, "proj_size", 0)),
+            lengths=batch.lengths,
+            needs_grad=torch.is_grad_enabled()
+            and any(t.requires_grad for t in (batch.x, *initial, *self.parameters())),
+        )
+
+    def _run_torch(self, batch: SequenceBatch, initial: State):
+        """The whole stack in one call of torch's kernels (the "torch" backend)."""
+        weights = [
+            param
+            for layer in range(self.num_layers)
+            for direction in range(self.num_directions)
+            for param in self.layer_params(layer, direction).values()
+        ]  # torch's flat order: the cell's parameter order is torch's
+        return torch_backend.run_stack(
+            self._torch_kind,
+            weights,
+            batch.x,
+            initial,
+            lengths=batch.lengths,
+            packed=batch.packed,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            bias=self.bias,
+            dropout=self.dropout if self.training else 0.0,
+        )
+
+    def _run_layers(self, batch: SequenceBatch, initial: State) -> tuple[Tensor, State]:
+        """Layer by layer, direction by direction, on a layer backend (reference, cpu)."""
+        T, B = batch.x.shape[:2]
+        run_layer = resolve(self.backend)
         layer_input = batch.x
         finals: list[list[Tensor]] = [[] for _ in initial]
         for layer, directions in enumerate(self.cells):
@@ -213,10 +272,7 @@ class RecurrentBase(Saveable, nn.Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, training=True)
 
-        states = tuple(torch.stack(final) for final in finals)
-        if batch.unbatched:
-            states = tuple(s.squeeze(1) for s in states)
-        return finish_output(layer_input, batch), self._pack_state(states)
+        return layer_input, tuple(torch.stack(final) for final in finals)
 
     def _prepare_input(self, input: Tensor | PackedSequence, lengths) -> SequenceBatch:
         """Check what ``forward`` got and bring it to ``[T, B, D]`` + lengths."""
@@ -247,6 +303,48 @@ class RecurrentBase(Saveable, nn.Module):
         time_dim = 1 if (self.batch_first and input.dim() == 2) else 0
         output, state = self(input.unsqueeze(time_dim), hx)
         return output.squeeze(time_dim), state
+
+    # ------------------------------------------------------------------ torch's modules
+    def torch_incompatibility(self) -> str | None:
+        """Why ``torch_class`` does not compute what this module computes, or None if it does."""
+        if self.torch_class is None:
+            return f"{type(self).__name__} modules"
+        return torch_backend.unsupported_reason(self.cells, self.zoneout, self.recurrent_dropout)
+
+    @classmethod
+    def from_torch(cls, module: nn.Module, **options) -> Self:
+        """A module of this class with ``module``'s configuration and weights.
+
+        ``module`` is a ``torch_class`` (torch.nn.LSTM for LSTM, torch.nn.GRU for GRU);
+        ``options`` are further constructor arguments (``backend=``, ...).
+        """
+        if cls.torch_class is None:
+            raise TypeError(f"{cls.__name__} has no torch.nn counterpart to convert from")
+        if not isinstance(module, cls.torch_class):
+            raise TypeError(
+                f"module must be a torch.nn.{cls.torch_class.__name__}, got {type(module).__name__}"
+            )
+        arguments = {name: getattr(module, name) for name in TORCH_ARGUMENTS}
+        converted = cls(**arguments, **torch_like_kwargs(module), **options)
+        copy_weights(module, converted)
+        return converted
+
+    def to_torch(self) -> nn.RNNBase:
+        """A ``torch_class`` module with this module's weights (torch's math only)."""
+        if self.torch_class is None:
+            raise TypeError(f"{type(self).__name__} has no torch.nn counterpart to convert to")
+        problem = self.torch_incompatibility()
+        if problem:
+            raise ValueError(
+                f"to_torch() needs the math of torch.nn.{self.torch_class.__name__}, which does "
+                f"not support {problem}"
+            )
+        arguments = {name: getattr(self, name) for name in TORCH_ARGUMENTS}
+        if not arguments["proj_size"]:
+            del arguments["proj_size"]  # torch.nn.GRU refuses the argument, even 0
+        module = self.torch_class(**arguments, **torch_like_kwargs(self))
+        copy_weights(self, module)
+        return module
 
     def _zoneout_argument(self) -> float | tuple[float, ...]:
         """``zoneout`` as the constructor takes it (the subclass knows the states' order)."""

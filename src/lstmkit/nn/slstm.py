@@ -24,8 +24,8 @@ class sLSTM(RecurrentBase):
         forget_bias: added to the forget gate's bias at init.
         recurrent_dropout: dropout on h_{t-1} entering the recurrent product, one mask per
             sequence in training.
-        backend: ``"auto"`` or ``"reference"`` (the fused CPU engine does not run the sLSTM
-            yet; ``"auto"`` falls back to the reference loop).
+        backend: ``"auto"`` (the fused CPU engine for float32/float64 CPU tensors, else the
+            reference loop), ``"cpu"`` or ``"reference"``.
 
     Inputs: ``input, (h0, c0, n0, m0)``, optional ``lengths`` (shapes as lstmkit.LSTM; each
     state ``[num_layers * num_directions, B, H]``, zeros when omitted).

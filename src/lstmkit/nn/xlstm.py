@@ -306,7 +306,7 @@ class xLSTM(nn.Module):
         mlstm_proj_factor, mlstm_form, chunk_size: the mLSTM layers' up-projection factor
             and form (see lstmkit.mLSTM).
         ffn_factor: the sLSTM blocks' gated-MLP width factor.
-        backend: runs the sLSTM recurrence (``"auto"`` or ``"reference"``).
+        backend: runs the sLSTM recurrence (``"auto"``, ``"cpu"`` or ``"reference"``).
 
     Inputs: ``input, state=None``: tokens ``[T, B]`` (long) or features ``[T, B, D]``
     (batch first if set); ``state`` a list with one tuple per block, as returned.

@@ -5,6 +5,8 @@ rounding). It turns a cell into flags for the engine and its parameters into the
 internal gate order (the gates other than g in i, f, o order, then g), so that every block a
 GEMM reads is a prefix of a row; autograd carries the permutation back to the gradients.
 
+The sLSTM has its own loop in the engine (``slstm.py`` here, csrc/slstm.h).
+
 ``supports(cell)`` says whether the engine runs a cell; ``unsupported_reason`` says why not.
 The extension is compiled on first use (see ``_build``); ``available()`` tries that.
 """
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor
 
 from lstmkit.backends.cpu import _build
-from lstmkit.cells import CellSpec, GRUCellSpec, LSTMCellSpec
+from lstmkit.cells import CellSpec, GRUCellSpec, LSTMCellSpec, SLSTMCellSpec
 
 # the engine's activation ids (csrc/activations.h)
 ACTIVATION_IDS = {"sigmoid": 0, "tanh": 1, "identity": 2, "relu": 3, "hard_sigmoid": 4}
@@ -50,7 +52,7 @@ def unsupported_reason(cell: CellSpec) -> str | None:
             if name not in ACTIVATION_IDS:
                 return f"{slot}={name!r}"
         return None
-    if isinstance(cell, GRUCellSpec):
+    if isinstance(cell, GRUCellSpec | SLSTMCellSpec):
         return None
     return f"cells of type {type(cell).__name__}"
 
@@ -217,6 +219,12 @@ def run_layer(
         recurrent_mask = recurrent_mask.to(dtype)
     if isinstance(cell, LSTMCellSpec):
         return _run_lstm(cell, params, x, state, lengths, reverse, zoneout_masks, recurrent_mask)
+    if isinstance(cell, SLSTMCellSpec):
+        if any(mask is not None for mask in zoneout_masks or ()):
+            raise ValueError("backend='cpu' does not run zoneout on the sLSTM (it has none)")
+        from lstmkit.backends.cpu.slstm import run_slstm
+
+        return run_slstm(cell, params, x, state, lengths, reverse, recurrent_mask)
     return _run_gru(cell, params, x, state, lengths, reverse, zoneout_masks, recurrent_mask)
 
 

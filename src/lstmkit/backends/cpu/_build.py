@@ -30,6 +30,10 @@ SOURCES = (
     "lstm_backward.cpp",
     "gru_forward.cpp",
     "gru_backward.cpp",
+    "slstm.h",
+    "slstm_forward.cpp",
+    "slstm_backward.cpp",
+    "convlstm_gates.cpp",
     "bindings.cpp",
 )
 # No -march=native: the hot loops are multi-versioned in the source instead. OpenMP makes
