@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _TASKS = {
     "Forecaster": "lstmkit.tasks.forecasting",
     "AnomalyDetector": "lstmkit.tasks.anomaly",
+    "SequenceClassifier": "lstmkit.tasks.classification",
 }
 
 
@@ -43,6 +44,7 @@ __all__ = [
     "ConvLSTM",
     "Forecaster",
     "LSTMVariant",
+    "SequenceClassifier",
     "SequenceNet",
     "SequenceNetConfig",
     "__version__",

@@ -1,4 +1,5 @@
-"""The ``lstmkit`` command: train, evaluate, predict, variants, reproduce, forecast, detect."""
+"""The ``lstmkit`` command: training, reproductions and the applications (forecast, detect,
+classify, each in its own module)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lstmkit.cli.classify import classify
 from lstmkit.cli.detect import detect
 from lstmkit.cli.forecast import forecast
 from lstmkit.cli.reproduce import reproduce_app
@@ -125,3 +127,4 @@ if __name__ == "__main__":
 # the applications, each in its own module
 app.command()(forecast)
 app.command()(detect)
+app.command()(classify)
