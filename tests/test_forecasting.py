@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lstmkit.tasks import metrics
-from lstmkit.tasks.forecasting import Forecaster, pinball_loss
+from lstmkit.tasks.forecasting import Forecaster, integrate_seasonal, pinball_loss
 
 TINY = {"input_size": 6, "hidden_size": 8, "max_steps": 15, "batch_size": 16}
 
@@ -21,6 +21,19 @@ def monthly(n: int = 40, ids=("a", "b"), seed: int = 0) -> pd.DataFrame:
         y = 10 + k * 5 + np.sin(2 * np.pi * t / 12) + 0.1 * rng.normal(size=n)
         stamps = pd.date_range("2000-01-01", periods=n, freq="MS")
         frames.append(pd.DataFrame({"unique_id": name, "ds": stamps, "y": y, "x": t % 12}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def growing(n: int, ids=("a",), seed: int = 0) -> pd.DataFrame:
+    """Monthly series growing 1.5 % a month with a multiplicative yearly season."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k, name in enumerate(ids):
+        t = np.arange(n)
+        season = 1 + 0.25 * np.sin(2 * np.pi * (t + 3 * k) / 12)
+        y = (50 + 20 * k) * np.exp(0.015 * t) * season * np.exp(0.01 * rng.normal(size=n))
+        stamps = pd.date_range("2000-01-01", periods=n, freq="MS")
+        frames.append(pd.DataFrame({"unique_id": name, "ds": stamps, "y": y}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -165,6 +178,59 @@ def test_pinball_loss_matches_its_definition():
     assert float(pinball_loss(output, target, quantiles)) == pytest.approx(total / count, rel=1e-5)
 
 
+@pytest.mark.parametrize("season", [1, 4])
+def test_integrate_seasonal_inverts_the_seasonal_difference(season):
+    path = torch.randn(season + 9, 3, 2)  # [s + H, B, Q]: a last cycle, then H steps
+    changes = path[season:] - path[:-season]  # y[t] - y[t - s]
+    phase = torch.arange(9) % season
+    rebuilt = integrate_seasonal(changes, season) + path[:season][phase]
+    assert torch.allclose(rebuilt, path[season:], atol=1e-5)
+
+
+@pytest.mark.parametrize("season, log", [(12, True), (1, False)])
+def test_seasonal_level_windows_round_trip(season, log):
+    frame = growing(n=50, ids=("a", "b"), seed=season)
+    model = Forecaster(horizon=14, input_size=12, season_length=season, log=log, max_steps=1)
+    model = model.with_settings(local_level="seasonal").fit(frame)
+    panel = model._panel(frame, model.scaler_, futr_df=None)
+    series, cutoffs = np.array([0, 1, 1]), np.array([20, 11, 30])  # full futures
+    _, target, base = model._windows(panel, series, cutoffs)  # [H, B]
+    for b, (s, cutoff) in enumerate(zip(series, cutoffs, strict=True)):
+        y = frame[frame.unique_id == "ab"[s]].y.to_numpy()
+        scaled = ((np.log(y) if log else y) - panel.scale[s, 0]) / panel.scale[s, 1]
+        future = scaled[cutoff + 1 : cutoff + 15]
+        expected = future - scaled[cutoff + 1 - season : cutoff + 15 - season]
+        assert np.allclose(target[:, b].numpy(), expected, atol=1e-5)
+    rebuilt = integrate_seasonal(target, season) + base
+    for b, (s, cutoff) in enumerate(zip(series, cutoffs, strict=True)):
+        y = frame[frame.unique_id == "ab"[s]].y.to_numpy()
+        scaled = ((np.log(y) if log else y) - panel.scale[s, 0]) / panel.scale[s, 1]
+        assert np.allclose(rebuilt[:, b].numpy(), scaled[cutoff + 1 : cutoff + 15], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_seasonal_level_follows_growth_that_the_last_level_misses(tmp_path):
+    frame = growing(n=84, ids=("a", "b"), seed=0)
+    train = frame.groupby("unique_id").head(60)
+    test = frame.groupby("unique_id").tail(24)
+    settings = {"horizon": 24, "input_size": 12, "season_length": 12, "log": True}
+    settings |= {"seasonal_skip": False, "hidden_size": 16, "max_steps": 200}
+    errors = {}
+    for level in ("seasonal", "last"):
+        model = Forecaster(**settings, local_level=level).fit(train)
+        forecast = model.predict().merge(test, on=["unique_id", "ds"])
+        errors[level] = metrics.mape(forecast.y, forecast.y_hat)
+    # independently: the seasonal naive forecast repeats each series' last year
+    naive = np.concatenate(
+        [np.tile(g.y.to_numpy()[-12:], 2) for _, g in train.groupby("unique_id")]
+    )
+    ordered = test.sort_values(["unique_id", "ds"])
+    naive_error = metrics.mape(ordered.y, naive)
+    assert errors["seasonal"] < errors["last"] and errors["seasonal"] < naive_error / 3
+    loaded = Forecaster.load(model.save(tmp_path / "m.safetensors"))
+    pd.testing.assert_frame_equal(loaded.predict(), model.predict())
+
+
 def _without(frame, **changes):
     frame = frame.copy()
     for key, value in changes.items():
@@ -217,6 +283,8 @@ def test_bad_settings_and_calls(fitted):
         Forecaster(horizon=2, quantiles=(0.1, 1.5))
     with pytest.raises(ValueError, match="input_size must be >= season_length"):
         Forecaster(horizon=2, input_size=6, season_length=12)
+    with pytest.raises(ValueError, match="local_level='seasonal'"):
+        Forecaster(horizon=2, input_size=6, season_length=12, local_level="seasonal")
     with pytest.raises(TypeError, match="horizon must be an int"):
         Forecaster(horizon=2.5)
 

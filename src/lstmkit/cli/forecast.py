@@ -30,6 +30,12 @@ def forecast(
         ["standard", "peephole", "cifg"],
         help="LSTM variants to choose from on validation (repeatable).",
     ),
+    level: list[str] = typer.Option(
+        ["mean", "last", "seasonal"],
+        help="Levels to choose from on validation (repeatable): windows relative to their mean "
+        "or last value, or seasonal (forecast the change from one season earlier; with season "
+        "length 1, the change from the step before).",
+    ),
     n_models: int = typer.Option(5, help="Networks (seeds) averaged in the final forecasts."),
     seed: int = typer.Option(0, help="Seed of the first network."),
     max_steps: int = typer.Option(500, help="Optimiser steps per network."),
@@ -61,6 +67,7 @@ def forecast(
         result = bench.run_benchmark(
             data,
             variants=tuple(variant),
+            levels=tuple(level),
             n_models=n_models,
             seed=seed,
             max_steps=max_steps,

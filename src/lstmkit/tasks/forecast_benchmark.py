@@ -1,7 +1,8 @@
 """Our Forecaster against statistical baselines on the same split, in the same run.
 
 Protocol: the last ``horizon`` steps of every series are the test window, never seen while
-choosing settings. Settings (the variant, the level the windows are taken relative to) are
+choosing settings. Settings (the variant, the level the windows are taken relative to: their
+mean, their last value, or ``seasonal``, forecasting the change from one season earlier) are
 chosen on a validation window: the ``horizon`` steps before the test window, with the model
 trained on what precedes them. The chosen settings and ``standard`` are then refit on all the
 training data and scored once on the test window. Baselines (statsforecast: seasonal naive,
@@ -113,7 +114,7 @@ def run_benchmark(
     dataset: Dataset,
     *,
     variants: tuple[str, ...] = ("standard", "peephole", "cifg"),
-    levels: tuple[str, ...] = ("mean", "last"),
+    levels: tuple[str, ...] = ("mean", "last", "seasonal"),
     n_models: int = 5,
     seed: int = 0,
     max_steps: int = 500,

@@ -10,10 +10,14 @@ and standard deviation). A window of ``input_size`` past steps and ``horizon`` f
 through the recurrent network, one step per time step (``[T = input_size + horizon, B, F]``):
 past steps carry the value, future steps carry what is known ahead (calendar features, future
 covariates, the seasonal naive value, the step's distance). Values are taken relative to the
-window's level (its last value: the network learns changes, a learned differencing), and with
-``seasonal_skip`` the network forecasts the residual from the seasonal naive forecast. The head
-gives every future step's quantiles, trained with the pinball loss; the point forecast is the
-median. ``n_models`` networks from different seeds are averaged.
+window's level (its last value or its mean: the network learns changes, a learned differencing),
+and with ``seasonal_skip`` the network forecasts the residual from the seasonal naive forecast.
+``local_level="seasonal"`` differences by the season instead, as SARIMA's seasonal difference
+(D = 1) does: the network forecasts each step's change from the same season one period earlier,
+``y[t] - y[t - s]`` (in logs with ``log=True``: the year-over-year growth), and the forecast is
+the last observed cycle plus those changes summed season by season; with ``season_length=1`` it
+is the first difference. The head gives every future step's quantiles, trained with the pinball
+loss; the point forecast is the median. ``n_models`` networks from different seeds are averaged.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from lstmkit.tasks.series_frame import (
     future_times,
 )
 
-Level = Literal["last", "mean", "none"]
+Level = Literal["last", "mean", "seasonal", "none"]
+LEVELS = ("last", "mean", "seasonal", "none")
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,9 @@ class ForecasterConfig:
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # 0.5 is always added: the point forecast
     season_length: int = 1  # 12 for monthly data with a yearly season
     log: bool = False  # model log(y): multiplicative seasonality and growth; y must be > 0
-    local_level: Level = "last"  # values relative to the window's last value or mean
+    # values relative to the window's last value, its mean, or (seasonal) its last cycle's mean
+    # with the network forecasting the change from one season earlier, y[t] - y[t - s]
+    local_level: Level = "last"
     seasonal_skip: bool = True  # forecast the residual from the seasonal naive forecast
     calendar: bool = True  # cyclic calendar features from the time stamps
     futr_covariates: tuple[str, ...] = ()  # columns known in the future too (predict's futr_df)
@@ -78,18 +85,19 @@ class ForecasterConfig:
             check_positive_int(name, getattr(self, name))
         for name in ("max_steps", "batch_size", "n_models"):
             check_positive_int(name, getattr(self, name))
-        if self.local_level not in ("last", "mean", "none"):
-            raise unknown_name("local_level", self.local_level, ("last", "mean", "none"))
+        if self.local_level not in LEVELS:
+            raise unknown_name("local_level", self.local_level, LEVELS)
         quantiles = tuple(sorted({0.5, *map(float, self.quantiles)}))
         if not all(0 < q < 1 for q in quantiles):
             raise ValueError(f"quantiles must lie strictly between 0 and 1, got {self.quantiles}")
         object.__setattr__(self, "quantiles", quantiles)
         object.__setattr__(self, "futr_covariates", tuple(self.futr_covariates))
         object.__setattr__(self, "past_covariates", tuple(self.past_covariates))
-        if self.seasonal_skip and self.season_length > self.input_size:
+        if (self.uses_season or self.seasonal_level) and self.season_length > self.input_size:
             raise ValueError(
                 f"input_size must be >= season_length={self.season_length} when seasonal_skip "
-                f"is on (the seasonal naive value is read from the window), got {self.input_size}"
+                f"is on or local_level='seasonal' (the last season is read from the window), "
+                f"got {self.input_size}"
             )
         shared = set(self.futr_covariates) & set(self.past_covariates)
         if shared:
@@ -98,6 +106,11 @@ class ForecasterConfig:
     @property
     def uses_season(self) -> bool:
         return self.seasonal_skip and self.season_length > 1
+
+    @property
+    def seasonal_level(self) -> bool:
+        """The network forecasts seasonal differences (local_level="seasonal")."""
+        return self.local_level == "seasonal"
 
 
 @dataclass
@@ -262,7 +275,9 @@ class Forecaster:
         """Network inputs ``[T, B, F]``, targets ``[H, B]`` (NaN where unknown), base ``[H, B]``.
 
         The base is what the network's output is added to: the window's level plus, with
-        seasonal_skip, the seasonal naive forecast's departure from it.
+        seasonal_skip, the seasonal naive forecast's departure from it. With the seasonal level
+        the base is the last observed cycle and the target each step's change from one season
+        earlier; ``_forecast`` sums those changes season by season (``integrate_seasonal``).
         """
         config = self.config
         L, H, s = config.input_size, config.horizon, config.season_length
@@ -275,22 +290,30 @@ class Forecaster:
             level = value[:, L - 1]
         elif config.local_level == "mean":
             level = np.nanmean(np.where(observed, value, np.nan), axis=1)
+        elif config.seasonal_level:  # the mean of the last cycle: free of the season's phase
+            level = np.nanmean(np.where(observed & (steps > -s), value, np.nan), axis=1)
         else:
             level = np.zeros(len(series))
         relative = value - level[:, None]  # [B, T]
         seasonal = np.zeros((len(series), H))  # [B, H]
-        if config.uses_season:
+        if config.uses_season or config.seasonal_level:
             same_phase = L - s + np.arange(H) % s  # window column of the last same-season value
             seasonal = np.nan_to_num(relative[:, same_phase])  # a short series: no season
-        inputs = np.zeros((len(series), L + H, 4))
+        inputs = np.zeros((len(series), L + H, 5 if config.seasonal_level else 4))
         inputs[:, :, 0] = np.where(observed, relative, 0.0)
         inputs[:, :, 1] = observed
         inputs[:, L:, 2] = seasonal
         inputs[:, L:, 3] = np.arange(1, H + 1) / H
+        if config.seasonal_level:
+            # the changes the network is asked for: y[t] - y[t - s], within the observed window
+            change = relative[:, s:] - relative[:, :-s]  # [B, T - s]
+            inputs[:, s:, 4] = np.where(observed[:, s:] & ~np.isnan(change), change, 0.0)
+            target = relative[:, L:] - relative[:, L - s : L + H - s]  # NaN where unknown
+        else:
+            target = relative[:, L:] - seasonal  # NaN beyond the series' end
         features = np.concatenate(
             [inputs, panel.known[index], panel.past[index] * is_past[None, :, None]], axis=2
         )
-        target = relative[:, L:] - seasonal  # NaN beyond the series' end
         base = level[:, None] + seasonal
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
         return (
@@ -406,7 +429,10 @@ class Forecaster:
         config = self.config
         inputs, _, base = self._windows(panel, series, cutoffs)
         outputs = torch.stack([m(inputs)[0][config.input_size :] for m in self.members_])
-        quantiles = outputs.mean(0).sort(dim=-1).values + base[..., None]  # [H, B, Q]
+        quantiles = outputs.mean(0).sort(dim=-1).values  # [H, B, Q]
+        if config.seasonal_level:
+            quantiles = integrate_seasonal(quantiles, config.season_length)
+        quantiles = quantiles + base[..., None]
         scaled = quantiles[:h].permute(1, 0, 2).double().numpy()  # [B, h, Q]
         rows = []
         for b, (s, cutoff) in enumerate(zip(series, cutoffs, strict=True)):
@@ -650,6 +676,19 @@ def pinball_loss(output: Tensor, target: Tensor, quantiles: Tensor) -> Tensor:
     error = torch.nan_to_num(target)[..., None] - output  # [H, B, Q]
     loss = torch.maximum(quantiles * error, (quantiles - 1) * error)
     return (loss * known[..., None]).sum() / (known.sum() * len(quantiles)).clamp(min=1)
+
+
+def integrate_seasonal(changes: Tensor, season_length: int) -> Tensor:
+    """Seasonal changes ``[H, ...]`` summed season by season: ``out[k] = changes[k] + out[k - s]``.
+
+    The inverse of the seasonal difference: a step more than one season ahead adds its change
+    to the forecast of the same season one period earlier. Quantiles are summed as they are
+    (each quantile's path), so the bands widen with the horizon.
+    """
+    out = changes.clone()
+    for k in range(season_length, len(out)):
+        out[k] += out[k - season_length]
+    return out
 
 
 def _mean_std(values: np.ndarray) -> tuple[float, float]:
