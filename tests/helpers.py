@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Tolerances the issues name: relative 1e-5 in fp32, 1e-10 in fp64.
+# The project's tolerances: relative 1e-5 in fp32, 1e-10 in fp64.
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 ATOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lstmkit.cli.bench import bench
 from lstmkit.cli.classify import classify
 from lstmkit.cli.detect import detect
 from lstmkit.cli.forecast import forecast
@@ -128,3 +129,6 @@ if __name__ == "__main__":
 app.command()(forecast)
 app.command()(detect)
 app.command()(classify)
+
+# speed and memory against torch.nn.LSTM (benchmarks/speed.py runs the same)
+app.command()(bench)
