@@ -1,0 +1,1 @@
+"""Reproductions of papers' experiments, one module per paper (``lstmkit reproduce NAME``)."""
