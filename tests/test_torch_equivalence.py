@@ -1,4 +1,5 @@
-"""lstmkit.LSTM (``standard``) and lstmkit.GRU against torch.nn.LSTM and torch.nn.GRU.
+"""lstmkit.LSTM (``standard``) and lstmkit.GRU against torch.nn.LSTM and torch.nn.GRU, on the
+reference and the cpu backend.
 
 Both sides get the same weights and the same leaf tensors; random upstream gradients go into
 every output. Output, h_n, c_n and every gradient (input, each weight and bias, h0, c0) must
@@ -22,6 +23,19 @@ from helpers import assert_close, grads_of
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 D, H, P, T, B = 4, 5, 3, 6, 4  # input, hidden, projection sizes; time steps; batch
+
+
+@pytest.fixture(autouse=True, params=["reference", "cpu"])
+def backend(request, monkeypatch):
+    """Every case on both of lstmkit's own backends (``auto`` would hand some of them to
+    torch itself, which would compare torch with torch)."""
+    if request.param == "cpu":
+        from lstmkit.backends import cpu
+
+        if not cpu.available():
+            pytest.skip(f"the C++ engine did not build: {cpu.build_error()}")
+    monkeypatch.setenv("LSTMKIT_BACKEND", request.param)
+    return request.param
 
 
 @dataclass(frozen=True)

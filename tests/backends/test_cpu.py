@@ -497,8 +497,8 @@ def test_auto_runs_the_engine_where_it_can(engine, monkeypatch):
         return reference.run_layer(*args, **kwargs)
 
     monkeypatch.setattr(cpu, "run_layer", spy)
-    lstmkit.LSTM(3, 4)(torch.randn(2, 1, 3))
-    assert calls, "auto did not use the cpu backend for a standard LSTM"
+    lstmkit.LSTM(3, 4, variant="peephole")(torch.randn(2, 1, 3))
+    assert calls, "auto did not use the cpu backend for a peephole LSTM"
     calls.clear()
     lstmkit.LSTM(3, 4, dtype=torch.bfloat16)(torch.randn(2, 1, 3, dtype=torch.bfloat16))
     assert not calls, "auto used the cpu backend for a dtype it does not run"
@@ -508,7 +508,7 @@ def test_auto_falls_back_with_one_warning(monkeypatch):
     monkeypatch.setitem(_build._state, "module", None)
     monkeypatch.setitem(_build._state, "error", "no compiler (simulated)")
     monkeypatch.setattr(registry, "_warned", [])
-    module = lstmkit.LSTM(3, 4)
+    module = lstmkit.LSTM(3, 4, variant="peephole")  # (auto hands standard to torch)
     with pytest.warns(RuntimeWarning, match="no compiler"):
         module(torch.randn(2, 1, 3))
     with warnings.catch_warnings():

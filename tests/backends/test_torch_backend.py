@@ -254,7 +254,12 @@ AUTO = {
     "lstm-infer": (lambda: infer(), "torch"),
     "lstm-infer-frozen": (  # grad mode on, but nothing requires grad: inference
         lambda: lstmkit.LSTM(D, H).requires_grad_(False)(torch.randn(T, B, D)), "torch"),
-    "lstm-train": (lambda: lstmkit.LSTM(D, H)(torch.randn(T, B, D)), "cpu"),
+    "lstm-train": (lambda: lstmkit.LSTM(D, H)(torch.randn(T, B, D)), "torch"),
+    "lstm-train-lengths": (
+        lambda: lstmkit.LSTM(D, H)(torch.randn(T, B, D), lengths=[6, 2, 5]), "cpu"),
+    "lstm-train-peephole": (
+        lambda: lstmkit.LSTM(D, H, variant="peephole")(torch.randn(T, B, D)), "cpu"),
+    "gru-train": (lambda: lstmkit.GRU(D, H)(torch.randn(T, B, D)), "cpu"),
     "lstm-infer-lengths": (lambda: infer(lengths=[6, 2, 5]), "cpu"),
     "lstm-infer-proj": (lambda: infer(build=dict(proj_size=P)), "cpu"),
     "lstm-infer-fp64": (lambda: infer(build=dict(dtype=torch.float64)), "cpu"),

@@ -12,15 +12,14 @@ RNN kernels), and either
 
 * the cpu engine does not run the input's device or dtype (a GPU, bfloat16): torch's kernels
   instead of the reference loop; or
-* it is an LSTM without proj_size on float32 CPU tensors, without lengths or packing, and no
-  gradient is wanted (``torch.no_grad()``, or nothing requires grad): there torch runs
-  oneDNN's fused LSTM, measured 0.5-0.95x the engine's time (docs/backends.md).
+* it is an LSTM without proj_size on float32 CPU tensors, without lengths or packing: there
+  torch runs oneDNN's fused LSTM, measured 0.5-1.0x the engine's time in training and
+  inference at the five sizes of ``lstmkit bench`` (docs/backends.md).
 
 Otherwise ``"auto"`` runs each layer on the fused C++ engine (``cpu``) when the engine is
 built and supports the cell, device and dtype, else on ``reference``. torch's GRU, projected
-LSTM and packed input have no oneDNN kernel and measured 1.1-16x the engine's time; float64
-(no oneDNN either) is mixed (0.8-1.15x) and training even at the larger sizes (0.8-1.2x;
-torch is ahead at T=100, B=32, H=128), so the engine keeps them. The engine is compiled on
+LSTM and packed input have no oneDNN kernel and measured 1.1-16x the engine's time, and
+float64 (no oneDNN either) is mixed (0.8-1.15x), so the engine keeps them. The engine is compiled on
 first use; if that fails, ``"auto"`` says so in one warning and uses ``reference`` from then
 on. ``"cpu"`` and ``"torch"`` insist: a cell, option, device or dtype they do not run is a
 ValueError naming what.
@@ -136,14 +135,13 @@ def use_torch(
     kind: str,
     projected: bool,
     lengths: Tensor | None,
-    needs_grad: bool,
 ) -> bool:
     """Whether a module hands its whole stack to torch's kernels for this call.
 
     ``requested``: the module's ``backend``; ``torch_reason``: why torch cannot compute the
     module, or None; ``x`` ``[T, B, D]`` and ``lengths`` ``[B]`` (None for full-length
     padded input): what it runs on; ``kind``: "lstm" or "gru"; ``projected``: proj_size is
-    set; ``needs_grad``: autograd will want gradients. ``"torch"`` insists (a module torch
+    set. ``"torch"`` insists (a module torch
     cannot compute is a ValueError); ``"auto"`` follows the rule of this module's docstring.
     """
     argument, name = _chosen(requested)
@@ -165,7 +163,6 @@ def use_torch(
         and x.dtype == torch.float32
         and not projected
         and lengths is None
-        and not needs_grad
     )
 
 

@@ -218,8 +218,6 @@ class RecurrentBase(Saveable, nn.Module):
             kind=self._torch_kind,
             projected=bool(getattr(self, "proj_size", 0)),
             lengths=batch.lengths,
-            needs_grad=torch.is_grad_enabled()
-            and any(t.requires_grad for t in (batch.x, *initial, *self.parameters())),
         )
 
     def _run_torch(self, batch: SequenceBatch, initial: State):
