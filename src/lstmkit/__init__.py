@@ -21,6 +21,7 @@ _TASKS = {
     "Forecaster": "lstmkit.tasks.forecasting",
     "AnomalyDetector": "lstmkit.tasks.anomaly",
     "SequenceClassifier": "lstmkit.tasks.classification",
+    "LanguageModel": "lstmkit.tasks.language_model",
 }
 
 
@@ -44,6 +45,7 @@ __all__ = [
     "ConvLSTM",
     "Forecaster",
     "LSTMVariant",
+    "LanguageModel",
     "SequenceClassifier",
     "SequenceNet",
     "SequenceNetConfig",

