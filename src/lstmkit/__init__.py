@@ -22,6 +22,7 @@ _TASKS = {
     "AnomalyDetector": "lstmkit.tasks.anomaly",
     "SequenceClassifier": "lstmkit.tasks.classification",
     "LanguageModel": "lstmkit.tasks.language_model",
+    "Recognizer": "lstmkit.tasks.recognition",
 }
 
 
@@ -46,6 +47,7 @@ __all__ = [
     "Forecaster",
     "LSTMVariant",
     "LanguageModel",
+    "Recognizer",
     "SequenceClassifier",
     "SequenceNet",
     "SequenceNetConfig",

@@ -14,6 +14,7 @@ from lstmkit.cli.classify import classify
 from lstmkit.cli.detect import detect
 from lstmkit.cli.forecast import forecast
 from lstmkit.cli.generate import compose, generate, lm
+from lstmkit.cli.recognize import recognize
 from lstmkit.cli.reproduce import reproduce_app
 
 app = typer.Typer(
@@ -133,6 +134,7 @@ app.command()(classify)
 app.command()(lm)
 app.command()(generate)
 app.command()(compose)
+app.command()(recognize)
 
 # speed and memory against torch.nn.LSTM (benchmarks/speed.py runs the same)
 app.command()(bench)
