@@ -35,11 +35,20 @@ def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) 
     if not hasattr(module, "to_dict"):
         kind = f"{type(module).__module__}.{type(module).__qualname__}"
         raise TypeError(f"module must be an lstmkit LSTM, GRU, ConvLSTM or SequenceNet, got {kind}")
+    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
+    return write(path, tensors, module.to_dict(), extra)
+
+
+def write(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict, extra: dict | None
+) -> Path:
+    """Write ``tensors`` with ``config`` (and ``extra``) as JSON metadata to ``path``: into a
+    temporary file in the same folder, renamed over ``path`` only once complete. Every saver
+    of the project (modules and task estimators) goes through here."""
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"path's folder {path.parent} does not exist")
-    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
-    metadata = {CONFIG_KEY: json.dumps(module.to_dict())}
+    metadata = {CONFIG_KEY: json.dumps(config)}
     if extra is not None:
         metadata[EXTRA_KEY] = json.dumps(extra)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

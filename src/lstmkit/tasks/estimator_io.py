@@ -8,42 +8,27 @@ metadata holds the estimator's kind, its settings and what it learned besides we
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors.torch import save_file
 
 import lstmkit
-from lstmkit.io import CONFIG_KEY, EXTRA_KEY, publish, read
+from lstmkit.io import read, write
 
 
 def save_members(
     path: str | os.PathLike, kind: str, members: list[lstmkit.SequenceNet], state: dict
 ) -> Path:
     """Write ``members`` and ``state`` (JSON-able) for an estimator of ``kind`` to ``path``."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise FileNotFoundError(f"path's folder {path.parent} does not exist")
     tensors = {
         f"member{k}.{name}": tensor.detach().cpu().contiguous()
         for k, member in enumerate(members)
         for name, tensor in member.state_dict().items()
     }
     config = {"kind": kind, "members": [member.to_dict() for member in members]}
-    metadata = {CONFIG_KEY: json.dumps(config), EXTRA_KEY: json.dumps(state)}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        publish(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write(path, tensors, config, state)
 
 
 def load_members(path: str | os.PathLike, kind: str) -> tuple[dict, list[lstmkit.SequenceNet]]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -32,13 +31,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor
 from torch.nn import functional as F
 
 import lstmkit
 from lstmkit.data.text import CharVocabulary, batchify
-from lstmkit.io import CONFIG_KEY, EXTRA_KEY, load_weights, publish, read
+from lstmkit.io import load_weights, read, write
 from lstmkit.training.tbptt import chunks, detach_state
 
 Level = Literal["char", "byte"]
@@ -310,9 +308,6 @@ class LanguageModel:
     def save(self, path: str | os.PathLike) -> Path:
         """Write weights, architecture, settings and vocabulary to ``path`` atomically."""
         self._check_fitted()
-        path = Path(path)
-        if not path.parent.exists():
-            raise FileNotFoundError(f"path's folder {path.parent} does not exist")
         # clones: tied weights share one tensor, which safetensors will not write twice
         tensors = {name: t.detach().cpu().clone() for name, t in self.net.state_dict().items()}
         config = {"kind": KIND, "net": self.net.to_dict()}
@@ -321,18 +316,7 @@ class LanguageModel:
             "characters": self.characters,
             "history": self.history,
         }
-        metadata = {CONFIG_KEY: json.dumps(config), EXTRA_KEY: json.dumps(extra)}
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-        )
-        os.close(handle)
-        try:
-            save_file(tensors, temporary, metadata=metadata)
-            publish(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        return write(path, tensors, config, extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LanguageModel:
