@@ -63,6 +63,12 @@ CASES = {
         D, H, reset_after=False, layer_norm=True, zoneout=0.2
     ),
     "gru-bidirectional-L2": lambda: lstmkit.GRU(D, H, num_layers=2, bidirectional=True),
+    "slstm-sigmoid-L2": lambda: lstmkit.sLSTM(
+        D, 6, num_heads=2, num_layers=2, forget_gate="sigmoid"
+    ),
+    "mlstm-chunkwise-bidirectional": lambda: lstmkit.mLSTM(
+        D, 6, num_heads=2, bidirectional=True, form="chunkwise", chunk_size=2
+    ),
     "net-tokens": lambda: lstmkit.SequenceNet(
         lstmkit.SequenceNetConfig(
             VOCAB, 4, tokens=True, embedding_dim=3, variant="cifg", hidden_size=H
@@ -281,13 +287,13 @@ def test_load_unknown_kind(tmp_path):
     path = tmp_path / "m.safetensors"
     metadata = {"lstmkit_config": json.dumps({"kind": "Transformer"})}
     save_file({"w": torch.zeros(1)}, str(path), metadata=metadata)
-    kinds = "'LSTM', 'GRU', 'ConvLSTM' or 'SequenceNet'"
+    kinds = "'LSTM', 'GRU', 'ConvLSTM', 'sLSTM', 'mLSTM' or 'SequenceNet'"
     with pytest.raises(ValueError, match=says(kinds, "'Transformer'")):
         lstmkit.load(path)
 
 
 def test_save_a_module_that_is_not_lstmkit(tmp_path):
-    with pytest.raises(TypeError, match=says("lstmkit LSTM, GRU, ConvLSTM or SequenceNet")):
+    with pytest.raises(TypeError, match=says("lstmkit recurrent module or SequenceNet")):
         lstmkit.save(torch.nn.Linear(2, 2), tmp_path / "m.safetensors")
     assert os.listdir(tmp_path) == []
 

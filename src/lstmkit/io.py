@@ -34,7 +34,7 @@ def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) 
     """Write ``module`` (an lstmkit LSTM, GRU or SequenceNet) to ``path`` atomically."""
     if not hasattr(module, "to_dict"):
         kind = f"{type(module).__module__}.{type(module).__qualname__}"
-        raise TypeError(f"module must be an lstmkit LSTM, GRU, ConvLSTM or SequenceNet, got {kind}")
+        raise TypeError(f"module must be an lstmkit recurrent module or SequenceNet, got {kind}")
     tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
     return write(path, tensors, module.to_dict(), extra)
 
@@ -92,7 +92,7 @@ def read(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict |
 def build(config: dict) -> nn.Module:
     """A fresh module from the dict ``to_dict()`` returned."""
     from lstmkit.cells import LSTMVariant
-    from lstmkit.nn import GRU, LSTM, ConvLSTM
+    from lstmkit.nn import GRU, LSTM, ConvLSTM, mLSTM, sLSTM
     from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
 
     config = dict(config)
@@ -105,12 +105,12 @@ def build(config: dict) -> nn.Module:
         if isinstance(config.get("zoneout"), list):
             config["zoneout"] = tuple(config["zoneout"])
         return LSTM(**config)
-    if kind == "GRU":
-        return GRU(**config)
-    if kind == "ConvLSTM":
-        return ConvLSTM(**config)
+    plain = {"GRU": GRU, "ConvLSTM": ConvLSTM, "sLSTM": sLSTM, "mLSTM": mLSTM}
+    if kind in plain:
+        return plain[kind](**config)
     raise ValueError(
-        f"config kind must be 'LSTM', 'GRU', 'ConvLSTM' or 'SequenceNet', got {kind!r}"
+        "config kind must be 'LSTM', 'GRU', 'ConvLSTM', 'sLSTM', 'mLSTM' or 'SequenceNet', "
+        f"got {kind!r}"
     )
 
 
