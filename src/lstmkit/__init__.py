@@ -23,6 +23,7 @@ _TASKS = {
     "SequenceClassifier": "lstmkit.tasks.classification",
     "LanguageModel": "lstmkit.tasks.language_model",
     "Recognizer": "lstmkit.tasks.recognition",
+    "Seq2Seq": "lstmkit.tasks.seq2seq",
 }
 
 
@@ -48,6 +49,7 @@ __all__ = [
     "LSTMVariant",
     "LanguageModel",
     "Recognizer",
+    "Seq2Seq",
     "SequenceClassifier",
     "SequenceNet",
     "SequenceNetConfig",

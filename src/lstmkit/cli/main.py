@@ -16,6 +16,7 @@ from lstmkit.cli.forecast import forecast
 from lstmkit.cli.generate import compose, generate, lm
 from lstmkit.cli.recognize import recognize
 from lstmkit.cli.reproduce import reproduce_app
+from lstmkit.cli.seq2seq import translate
 
 app = typer.Typer(
     help="lstmkit: every LSTM variant; training, applications, paper reproductions.",
@@ -135,6 +136,7 @@ app.command()(lm)
 app.command()(generate)
 app.command()(compose)
 app.command()(recognize)
+app.command()(translate)
 
 # speed and memory against torch.nn.LSTM (benchmarks/speed.py runs the same)
 app.command()(bench)
