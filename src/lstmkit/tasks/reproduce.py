@@ -118,7 +118,7 @@ register(
             "and the parameter counts, and draws a PNG strip of input, target and predicted "
             "frames. Shi et al. found, on Moving MNIST: ConvLSTM 3 layers 3670.85, 2 layers "
             "3733.56, FC-LSTM 4832.49, with far fewer parameters. The full run takes about "
-            "25 minutes on 2 CPU cores; --quick about 3."
+            "17 minutes on 2 CPU cores; --quick about 3."
         ),
         example="lstmkit reproduce convlstm --quick --output-dir runs/convlstm-quick",
         module="lstmkit.tasks.convlstm",
