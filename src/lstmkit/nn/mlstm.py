@@ -165,13 +165,7 @@ class mLSTM(RecurrentBase):
         """The constructor's arguments, as JSON-able values."""
         return {
             "kind": "mLSTM",
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bias": self.bias,
-            "batch_first": self.batch_first,
-            "dropout": self.dropout,
-            "bidirectional": self.bidirectional,
+            **self._stack_dict(),
             "num_heads": self.num_heads,
             "forget_gate": self.forget_gate,
             "form": self.form,

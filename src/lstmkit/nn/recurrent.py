@@ -348,9 +348,8 @@ class RecurrentBase(Saveable, nn.Module):
         """``zoneout`` as the constructor takes it (the subclass knows the states' order)."""
         return self.zoneout[0]
 
-    def _common_dict(self) -> dict:
-        """Constructor arguments every recurrent module shares, for ``to_dict``."""
-        zoneout = self._zoneout_argument()
+    def _stack_dict(self) -> dict:
+        """The stack's constructor arguments, which every recurrent module has (``to_dict``)."""
         return {
             "input_size": self.input_size,
             "hidden_size": self.hidden_size,
@@ -359,6 +358,13 @@ class RecurrentBase(Saveable, nn.Module):
             "batch_first": self.batch_first,
             "dropout": self.dropout,
             "bidirectional": self.bidirectional,
+        }
+
+    def _common_dict(self) -> dict:
+        """The stack's arguments and the options the LSTM family and the GRU share."""
+        zoneout = self._zoneout_argument()
+        return {
+            **self._stack_dict(),
             "layer_norm": self.cells[0][0].layer_norm,
             "zoneout": list(zoneout) if isinstance(zoneout, tuple) else zoneout,
             "recurrent_dropout": self.recurrent_dropout,

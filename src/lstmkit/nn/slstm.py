@@ -124,13 +124,7 @@ class sLSTM(RecurrentBase):
         """The constructor's arguments, as JSON-able values."""
         return {
             "kind": "sLSTM",
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bias": self.bias,
-            "batch_first": self.batch_first,
-            "dropout": self.dropout,
-            "bidirectional": self.bidirectional,
+            **self._stack_dict(),
             "recurrent_dropout": self.recurrent_dropout,
             "backend": self.backend,
             "num_heads": self.num_heads,
