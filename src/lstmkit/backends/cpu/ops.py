@@ -31,6 +31,12 @@ def engine():
     return module
 
 
+def gradient_like(t: Tensor | None, x: Tensor) -> Tensor:
+    """A fake backward's gradient for input ``t``: its shape, or empty where ``t`` is absent
+    (the engine returns an empty tensor for an absent input)."""
+    return x.new_empty(0) if t is None else t.new_empty(t.shape)
+
+
 # --------------------------------------------------------------------------- LSTM
 LSTM_SAVED = 11  # acts, h slots, c slots, sigma_h(c), c raw, hh, a slots, 4 of layer norm
 
@@ -130,7 +136,7 @@ def _(grad_y, grad_h_n, grad_c_n, grad_a_n, x, weight_ih, weight_hh, has_bias, w
       weight_gg, weight_hr, ln_hh_weight, ln_c_weight, lengths, zoneout_h, zoneout_c, zoneout_a,
       recurrent_mask, saved, flags, cell_clip):  # fmt: skip
     def like(t: Tensor | None) -> Tensor:
-        return x.new_empty(0) if t is None else t.new_empty(t.shape)
+        return gradient_like(t, x)
 
     GH = saved[0].shape[2]
     return (
@@ -258,7 +264,7 @@ def gru_layer_bwd(
 def _(grad_y, grad_h_n, x, weight_ih, weight_hh, has_bias, has_bias_hn, ln_hh_weight, lengths,
       zoneout_h, recurrent_mask, saved, flags):  # fmt: skip
     def like(t: Tensor | None) -> Tensor:
-        return x.new_empty(0) if t is None else t.new_empty(t.shape)
+        return gradient_like(t, x)
 
     H = grad_h_n.shape[1]
     return (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lstmkit.backends.cpu.ops import engine
+from lstmkit.backends.cpu.ops import engine, gradient_like
 from lstmkit.cells.slstm import SLSTMCellSpec
 
 Tensors8 = tuple[(Tensor,) * 8]
@@ -84,7 +84,7 @@ def slstm_layer_bwd(
 def _(grad_y, grad_h_n, grad_c_n, grad_n_n, grad_m_n, x, weight_ih, weight_hh, has_bias,
       lengths, recurrent_mask, saved, flags):  # fmt: skip
     def like(t: Tensor | None) -> Tensor:
-        return x.new_empty(0) if t is None else t.new_empty(t.shape)
+        return gradient_like(t, x)
 
     H = grad_h_n.shape[1]
     return (
