@@ -4,6 +4,11 @@ A reproduction is one function ``run(*, quick, output_dir, seed) -> Reproduction
 its own module; the registry keeps its name, paper and help text, and imports the module
 only when the reproduction runs (so ``lstmkit --help`` stays fast). To add one, write the
 module and ``register(Reproduction(...))`` below; the CLI makes it a command.
+
+The classic-paper experiments (``classic=True``, modules in ``lstmkit/tasks/papers/``) run
+several seeds and may offer the paper's own protocol: their function is
+``run(*, quick, output_dir, seed, seeds, protocol)``; ``lstmkit reproduce --all`` runs them
+all.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +35,10 @@ class Reproduction:
     example: str  # a command line
     module: str  # where ``function`` lives; imported when the command runs
     function: str = "run"
+    classic: bool = False  # a classic-paper experiment: several seeds, in ``--all``
+    protocols: tuple[str, ...] = ("modern",)  # "paper" where the paper's protocol is offered
+    quick_seeds: int = 1  # seeds of ``--quick`` when ``--seeds`` is not given
+    full_seeds: int = 5  # seeds of the full run when ``--seeds`` is not given
 
     def load(self) -> Callable[..., ReproductionResult]:
         return getattr(importlib.import_module(self.module), self.function)
@@ -44,6 +54,7 @@ class ReproductionResult:
     notes: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    success: bool | None = None  # whether the run met its success criterion (classic papers)
 
     def markdown(self) -> str:
         """The table as GitHub markdown, numbers as they are printed."""
@@ -59,7 +70,9 @@ class ReproductionResult:
         text = json.dumps(asdict(self), indent=2)
         _write_atomic(output_dir / "results.json", text + "\n")
         notes = "".join(f"- {note}\n" for note in self.notes)
-        body = f"# {self.title}\n\n{self.markdown()}\n\n{notes}\nWall time: {self.seconds:.0f} s\n"
+        met = "" if self.success is None else f"Success criterion met: {self.success}\n"
+        body = f"# {self.title}\n\n{self.markdown()}\n\n{notes}\n{met}"
+        body += f"Wall time: {self.seconds:.0f} s\n"
         _write_atomic(output_dir / "results.md", body)
 
 
@@ -93,15 +106,76 @@ def get(name: str) -> Reproduction:
     return REPRODUCTIONS[name]
 
 
-def run(name: str, *, quick: bool = False, output_dir: Path | None = None, seed: int = 0):
+def run(
+    name: str,
+    *,
+    quick: bool = False,
+    output_dir: Path | None = None,
+    seed: int = 0,
+    seeds: int | None = None,
+    protocol: str = "modern",
+) -> ReproductionResult:
     """Run the reproduction ``name``; its files go to ``output_dir`` (default
-    ``runs/reproduce/NAME``), which is created."""
+    ``runs/reproduce/NAME``), which is created. ``seeds`` (default: the reproduction's own,
+    fewer with ``quick``) and ``protocol`` apply to the classic-paper experiments."""
     reproduction = get(name)
+    if protocol not in reproduction.protocols:
+        choices = ", ".join(repr(p) for p in reproduction.protocols)
+        raise ValueError(f"protocol must be one of {choices} for {name}, got {protocol!r}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if not reproduction.classic and seeds not in (None, 1):
+        raise ValueError(f"seeds: {name} runs one seed (use --seed to choose it), got {seeds}")
     output_dir = Path("runs/reproduce") / name if output_dir is None else Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    result = reproduction.load()(quick=quick, output_dir=output_dir, seed=seed)
+    function = reproduction.load()
+    if reproduction.classic:
+        if seeds is None:
+            seeds = reproduction.quick_seeds if quick else reproduction.full_seeds
+        result = function(
+            quick=quick, output_dir=output_dir, seed=seed, seeds=seeds, protocol=protocol
+        )
+    else:
+        result = function(quick=quick, output_dir=output_dir, seed=seed)
     result.write(output_dir)
     return result
+
+
+def classic_names() -> list[str]:
+    """The classic-paper experiments, in the order ``--all`` runs them."""
+    return [name for name, reproduction in REPRODUCTIONS.items() if reproduction.classic]
+
+
+def run_classic(
+    *,
+    quick: bool = False,
+    output_dir: Path = Path("runs/reproduce"),
+    seed: int = 0,
+    seeds: int | None = None,
+    report: Callable[[ReproductionResult], None] | None = None,
+) -> ReproductionResult:
+    """Every classic-paper experiment in turn, each into ``output_dir / NAME``; ``report`` sees
+    each result as it ends. Returns (and writes to ``output_dir / "all"``) one table: each
+    experiment, whether it met its success criterion, its wall time."""
+    started = time.perf_counter()
+    rows: list[list[str | int | float]] = []
+    for name in classic_names():
+        result = run(name, quick=quick, output_dir=Path(output_dir) / name, seed=seed, seeds=seeds)
+        if report is not None:
+            report(result)
+        met = "-" if result.success is None else ("yes" if result.success else "no")
+        rows.append([name, REPRODUCTIONS[name].paper, met, round(result.seconds, 1)])
+    combined = ReproductionResult(
+        title="The classic LSTM papers" + (" (quick)" if quick else ""),
+        columns=["reproduction", "paper", "success criterion met", "time (s)"],
+        rows=rows,
+        notes=[f"Each experiment's table and plot: {Path(output_dir)}/NAME/results.md"],
+        seconds=time.perf_counter() - started,
+        success=all(row[2] == "yes" for row in rows),
+    )
+    (Path(output_dir) / "all").mkdir(parents=True, exist_ok=True)
+    combined.write(Path(output_dir) / "all")
+    return combined
 
 
 register(
@@ -169,3 +243,112 @@ register(
         function="run_mqar",
     )
 )
+
+# ----------------------------------------------------------------- the classic LSTM papers
+_H97 = "Hochreiter & Schmidhuber 1997, Long Short-Term Memory"
+_CLASSIC = [
+    (
+        "reber",
+        _H97 + " (Exp. 1)",
+        "Embedded Reber grammar: predict the legal next symbols.",
+        "lstmkit.tasks.papers.reber",
+        "run_embedded",
+        ("modern", "paper"),
+    ),
+    (
+        "continual-reber",
+        "Gers, Schmidhuber & Cummins 2000, Learning to Forget",
+        "Continual embedded Reber grammar, no resets: lstm1997 against the forget gate.",
+        "lstmkit.tasks.papers.reber",
+        "run_continual",
+        ("modern",),
+    ),
+    (
+        "long-lag",
+        _H97 + " (Exp. 2a, 2c)",
+        "Noise-free and very long time lags (p=100; q=p=100 and 1000 with distractors).",
+        "lstmkit.tasks.papers.long_lag",
+        "run_long_lag",
+        ("modern", "paper"),
+    ),
+    (
+        "noise-signal",
+        _H97 + " (Exp. 3a)",
+        "Noise and signal on the same channel: classify from the first N=3 steps, T=100.",
+        "lstmkit.tasks.papers.long_lag",
+        "run_noise_signal",
+        ("modern",),
+    ),
+    (
+        "adding",
+        _H97 + " (Exp. 4)",
+        "The adding problem at T=100, 500 and 1000.",
+        "lstmkit.tasks.papers.arithmetic",
+        "run_adding",
+        ("modern",),
+    ),
+    (
+        "multiplication",
+        _H97 + " (Exp. 5)",
+        "The multiplication problem at T=100.",
+        "lstmkit.tasks.papers.arithmetic",
+        "run_multiplication",
+        ("modern",),
+    ),
+    (
+        "temporal-order",
+        _H97 + " (Exp. 6a, 6b)",
+        "Temporal order of widely separated symbols, 4 and 8 classes.",
+        "lstmkit.tasks.papers.temporal_order",
+        "run",
+        ("modern",),
+    ),
+    (
+        "counting",
+        "Gers & Schmidhuber 2001, LSTM Recurrent Networks Learn Simple Context-Free "
+        "and Context-Sensitive Languages",
+        "a^n b^n and a^n b^n c^n: train on n <= 10, the largest n each variant generalises to.",
+        "lstmkit.tasks.papers.counting",
+        "run",
+        ("modern",),
+    ),
+    (
+        "timing",
+        "Gers, Schraudolph & Schmidhuber 2002, Learning Precise Timing with LSTM "
+        "Recurrent Networks",
+        "Tell spike intervals of 49 and 50 steps apart; generate spikes without resets.",
+        "lstmkit.tasks.papers.timing",
+        "run",
+        ("modern",),
+    ),
+    (
+        "variant-study",
+        "Greff et al. 2015, LSTM: A Search Space Odyssey",
+        "The eight variants and peephole on the adding problem and a character model.",
+        "lstmkit.tasks.papers.variant_study",
+        "run",
+        ("modern",),
+    ),
+    (
+        "copy",
+        "Arjovsky, Shah & Bengio 2016, Unitary Evolution Recurrent Neural Networks",
+        "The copy task: 10 symbols after T=100 blanks.",
+        "lstmkit.tasks.papers.copy_task",
+        "run",
+        ("modern",),
+    ),
+]
+for _name, _paper, _summary, _module, _function, _protocols in _CLASSIC:
+    register(
+        Reproduction(
+            name=_name,
+            paper=_paper,
+            summary=_summary,
+            description=_summary,
+            example=f"lstmkit reproduce {_name} --quick",
+            module=_module,
+            function=_function,
+            classic=True,
+            protocols=_protocols,
+        )
+    )
