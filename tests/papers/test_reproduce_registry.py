@@ -15,12 +15,12 @@ from lstmkit.cli.main import app
 from lstmkit.tasks import reproduce
 from lstmkit.tasks.papers import common
 
-CALLS: list[dict] = []
+calls: list[dict] = []
 
 
 def fake_experiment(*, quick, output_dir, seed, seeds, protocol):
     """A classic experiment that records how it was called; solved when ``seed`` is even."""
-    CALLS.append(dict(quick=quick, seed=seed, seeds=seeds, protocol=protocol))
+    calls.append(dict(quick=quick, seed=seed, seeds=seeds, protocol=protocol))
     trials = [
         common.Trial(seed=s, solved=s % 2 == 0, sequences=100 * (s + 1), test_error=0.1, seconds=0)
         for s in common.seed_list(seed, seeds)
@@ -50,7 +50,7 @@ def registry(monkeypatch):
     """Only two fake classic experiments are registered."""
     entries = {"fake-a": fake("fake-a"), "fake-b": fake("fake-b", ("modern",))}
     monkeypatch.setattr(reproduce, "REPRODUCTIONS", entries)
-    CALLS.clear()
+    calls.clear()
     return entries
 
 
@@ -58,7 +58,7 @@ def test_run_gives_the_seeds_default_of_quick_and_full_and_the_protocol(registry
     reproduce.run("fake-a", quick=True, output_dir=tmp_path / "q")
     reproduce.run("fake-a", output_dir=tmp_path / "f", protocol="paper")
     reproduce.run("fake-a", output_dir=tmp_path / "s", seeds=3, seed=7)
-    assert CALLS == [
+    assert calls == [
         dict(quick=True, seed=0, seeds=1, protocol="modern"),
         dict(quick=False, seed=0, seeds=5, protocol="paper"),
         dict(quick=False, seed=7, seeds=3, protocol="modern"),
@@ -73,7 +73,7 @@ def test_run_refuses_a_protocol_or_seeds_the_experiment_does_not_offer(registry,
         reproduce.run("fake-b", protocol="paper", output_dir=tmp_path)
     with pytest.raises(ValueError, match="seeds must be a positive integer, got 0"):
         reproduce.run("fake-a", seeds=0, output_dir=tmp_path)
-    assert CALLS == []
+    assert calls == []
 
 
 def test_seeds_are_refused_for_a_one_seed_reproduction(tmp_path):
@@ -100,7 +100,7 @@ def test_cli_all_quick_runs_every_classic_experiment(registry, tmp_path):
     )
     assert output.exit_code == 0, output.output
     assert "success criterion met: yes" in output.output
-    assert [call["quick"] for call in CALLS] == [True, True]
+    assert [call["quick"] for call in calls] == [True, True]
     assert json.loads((tmp_path / "all" / "results.json").read_text())["success"] is True
 
 

@@ -17,9 +17,12 @@ import importlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import torch
 
 from lstmkit._checks import unknown_name
 
@@ -132,13 +135,26 @@ def run(
     if reproduction.classic:
         if seeds is None:
             seeds = reproduction.quick_seeds if quick else reproduction.full_seeds
-        result = function(
-            quick=quick, output_dir=output_dir, seed=seed, seeds=seeds, protocol=protocol
-        )
+        with one_thread():
+            result = function(
+                quick=quick, output_dir=output_dir, seed=seed, seeds=seeds, protocol=protocol
+            )
     else:
         result = function(quick=quick, output_dir=output_dir, seed=seed)
     result.write(output_dir)
     return result
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread inside the block, then the caller's setting again: the classic
+    experiments' tiny ops run fastest so, and their timings compare across machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def classic_names() -> list[str]:

@@ -119,6 +119,24 @@ def train_until_solved(
     )
 
 
+def chrono_init(lstm: nn.Module, max_delay: int, generator: torch.Generator) -> None:
+    """Chrono initialisation (Tallec & Ollivier 2018) of a one-layer ``standard`` LSTM:
+    forget bias ``log(u)``, u ~ U[1, max_delay - 1], input bias its negative, other biases 0.
+
+    Why: with the default biases (forget gate ~0.5) neither torch.nn.LSTM nor lstmkit.LSTM
+    left chance level within 100,000 sequences on the temporal-order task 6a (Adam, lr 3e-3
+    and 1e-2, forget bias 0, 1, 3, 5, the lstm1997 variant too); with chrono init 6a is
+    solved in ~30,000. Works on lstmkit.LSTM and torch.nn.LSTM (gate order i, f, g, o).
+    """
+    hidden = lstm.hidden_size
+    forget = torch.log(torch.rand(hidden, generator=generator) * (max_delay - 2) + 1)  # [H]
+    with torch.no_grad():
+        lstm.bias_hh_l0.zero_()
+        lstm.bias_ih_l0.zero_()
+        lstm.bias_ih_l0[:hidden] = -forget  # gate order i, f, g, o
+        lstm.bias_ih_l0[hidden : 2 * hidden] = forget
+
+
 def median_range(values: Sequence[float], digits: int = 3) -> str:
     """``"median [low, high]"`` (one value: itself; none: ``"-"``)."""
     if not values:
