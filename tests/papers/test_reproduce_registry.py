@@ -166,6 +166,7 @@ def test_median_range_and_summary_row():
     assert common.median_range([3.0]) == "3"
     assert common.median_range([1000.0, 3000.0, 2000.0]) == "2,000 [1,000, 3,000]"
     assert common.median_range([0.5, 0.25]) == "0.375 [0.25, 0.5]"
+    assert common.median_range([7502.0, 18004.0]) == "12,753 [7,502, 18,004]"  # a half
     trials = [
         common.Trial(seed=0, solved=True, sequences=10, test_error=0.0, seconds=1.0),
         common.Trial(seed=1, solved=False, sequences=None, test_error=0.5, seconds=2.0),

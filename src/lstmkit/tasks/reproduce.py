@@ -300,8 +300,8 @@ _classic(
     "training and 256 test strings, the legal next symbols are always the most active "
     "outputs (the paper's criterion). Paper: 100% of trials, 8,440 strings on average (3 "
     "blocks of 2 cells, lr 0.5). --protocol paper: online SGD at lr 0.5, 6 cells, sigmoid "
-    "outputs and squared error. Full run about 2 minutes (paper protocol about 15); --quick "
-    "under 30 s.",
+    "outputs and squared error. Full run about 10 s (paper protocol about 2 minutes); "
+    "--quick a few seconds.",
     "reber",
     "run_embedded",
     ("modern", "paper"),
@@ -314,7 +314,7 @@ _classic(
     "fails, its cell states growing without bound, while the forget gate (standard) learns "
     "to reset itself; the full run adds lstm1997 with a reset at each string. Success: 10 "
     "fresh streams of 1,000 strings predicted without one error. Also draws the cell-state "
-    "magnitude along a stream (cell_states.png). Full run about 10 minutes; --quick about 1.5.",
+    "magnitude along a stream (cell_states.png). Full run about 2 minutes; --quick about 15 s.",
     "reber",
     "run_continual",
 )
@@ -327,7 +327,7 @@ _classic(
     "in the full run). Success, as the paper: every output error below 0.25 (2a) or 0.2 (2c) "
     "for 10,000 successive sequences. Paper: 2a 100% after 5,040 sequences; 2c 31,000 and "
     "49,000. --protocol paper: online SGD at the paper's rates, its 2a cell and 2c's 2 cells. "
-    "Full run about 2 minutes (paper protocol about 14); --quick under 30 s.",
+    "Full run about 2 minutes (paper protocol about 10); --quick a few seconds.",
     "long_lag",
     "run_long_lag",
     ("modern", "paper"),
@@ -351,8 +351,8 @@ _classic(
     "The paper's adding problem (values in U[-1, 1], two marked, target 0.5 + (X1 + X2)/4, "
     "lengths in [T, 1.1T]) with its stop criterion, then 2560 test sequences; success: at "
     "most 1 wrong (|error| >= 0.04). Paper: T=100 1/2560 wrong after 74,000 sequences, T=500 "
-    "0 after 209,000, T=1000 1 after 853,000. --quick runs T=100 only; the full run T=500 on "
-    "2 seeds and T=1000 on 1. Full run about 5 minutes; --quick under 30 s.",
+    "0 after 209,000, T=1000 1 after 853,000. --quick runs T=100 only. "
+    "Full run about 9 minutes; --quick a few seconds.",
     "arithmetic",
     "run_adding",
 )
@@ -362,8 +362,8 @@ _classic(
     "The multiplication problem at T=100.",
     "As the adding problem with values in U[0, 1] and the target X1 * X2, at the paper's "
     "two stops: n_seq = 140 (paper: 139/2560 wrong, MSE 0.0223, after 482,000 sequences) and, "
-    "in the full run, n_seq = 13 (13 wrong, MSE 0.0139, after 1,273,000). Full run about 3 "
-    "minutes; --quick under 30 s.",
+    "in the full run, n_seq = 13 (13 wrong, MSE 0.0139, after 1,273,000). Full run under a "
+    "minute; --quick a few seconds.",
     "arithmetic",
     "run_multiplication",
 )
@@ -374,7 +374,7 @@ _classic(
     "Classify sequences of 100-110 symbols by the order of two (6a) or three (6b) X/Y "
     "symbols far apart, with the paper's stop rule and |error| < 0.3 criterion on 2560 test "
     "sequences. Paper: 31,390 and 571,100 sequences. Chrono initialisation of the biases "
-    "(without it the LSTM stayed at chance). Full run about 3 minutes; --quick under a minute.",
+    "(without it the LSTM stayed at chance). Full run under a minute; --quick a few seconds.",
     "temporal_order",
 )
 _classic(
@@ -385,7 +385,7 @@ _classic(
     "Next-symbol prediction on S a^n b^n T and S a^n b^n c^n T: peephole, standard and "
     "lstm1997 learn the strings with n <= 10, then every n = 1, 2, ... is tested until the "
     "first string not accepted. Paper: the best peephole LSTM generalised to n = 1000 on "
-    "a^n b^n. --quick runs peephole only. Full run about 8 minutes; --quick under a minute.",
+    "a^n b^n. --quick runs peephole only. Full run about a minute; --quick a few seconds.",
     "counting",
 )
 _classic(
@@ -395,7 +395,7 @@ _classic(
     "peephole against standard: classify two spikes 49 or 50 steps apart, and generate a "
     "spike every 10 steps from one start spike, judged on a free run twice the training "
     "length, no resets, no teacher forcing. --quick runs the generator with peephole only. "
-    "Full run about 4 minutes; --quick under 30 s.",
+    "Full run under a minute; --quick a few seconds.",
     "timing",
 )
 _classic(
@@ -405,8 +405,8 @@ _classic(
     "Vanilla LSTM (peephole) and NIG, NFG, NOG, NIAF, NOAF, NP, CIFG, FGR on the adding "
     "problem (T=20) and a character model of the King James Bible, the same random-search "
     "configurations for every variant (2 per seed), Welch's t-test against the vanilla LSTM. "
-    "Greff et al.: NFG and NOAF hurt everywhere, CIFG and NP never. Full run about 9 minutes; "
-    "--quick under 2.",
+    "Greff et al.: NFG and NOAF hurt everywhere, CIFG and NP never. Full run about 7 minutes; "
+    "--quick about 1.",
     "variant_study",
 )
 _classic(
@@ -415,6 +415,6 @@ _classic(
     "The copy task: remember 10 symbols over T blanks (T=10, and T=100 in the full run).",
     "Cross-entropy per step against the memoryless baseline 10 ln 8 / (T + 20); success: "
     "below 10% of the baseline. The paper's LSTM barely beats the baseline at T=100; the full "
-    "run trains T=10 (5 seeds) and T=100 (2 seeds). Full run about 14 minutes; --quick under 2.",
+    "run trains T=10 and T=100. Full run about 10 minutes; --quick about 15 s.",
     "copy_task",
 )

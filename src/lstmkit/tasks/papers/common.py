@@ -143,8 +143,8 @@ def median_range(values: Sequence[float], digits: int = 3) -> str:
         return "-"
 
     def show(value: float) -> str:
-        if float(value).is_integer() and abs(value) >= 1:
-            return f"{int(value):,}"
+        if abs(value) >= 100 or (float(value).is_integer() and abs(value) >= 1):
+            return f"{value:,.0f}"  # counts: whole, with thousands separators
         return f"{value:.{digits}g}"
 
     if len(values) == 1:
