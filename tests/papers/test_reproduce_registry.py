@@ -190,3 +190,13 @@ def test_plot_curves_writes_a_png(tmp_path: Path):
     path = common.plot_curves(tmp_path / "c.png", {"standard": trials}, title="t", ylabel="e")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not math.isnan(trials[0].test_error)
+
+
+def test_tested_stop_solves_only_on_a_passing_test_and_tests_the_final_weights_once():
+    scores = iter([5, 1, 0, 7])
+    tested = common.TestedStop(lambda: next(scores), lambda wrong: wrong <= 1)
+    assert tested.confirm() is False  # 5 wrong: the stop held, the test failed
+    assert tested.final() == 1 and tested.results == [5, 1]  # out of budget: one fresh test
+    assert tested.final() == 1 and tested.results == [5, 1]  # it passed: not run again
+    assert tested.confirm() is True and tested.final() == 0
+    assert tested.results == [5, 1, 0]

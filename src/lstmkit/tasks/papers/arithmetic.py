@@ -63,6 +63,7 @@ from torch import Tensor, nn
 
 import lstmkit
 from lstmkit.tasks.papers.common import (
+    TestedStop,
     Trial,
     check_protocol,
     median_range,
@@ -263,8 +264,10 @@ def train_trial(setup: Setup, seed: int) -> Trial:
     recent: collections.deque[Tensor] = collections.deque(
         maxlen=math.ceil(WINDOW / setup.batch_size)
     )
-    last_test: list[Tensor] = []
-    stops = [0]  # times the stop criterion held but the test failed
+    tested = TestedStop(
+        lambda: _test(model, setup, test_data),
+        lambda test_errors: count_wrong(test_errors) <= setup.allowed_wrong,
+    )
 
     def train_step() -> float:
         x, y, lengths = setup.generate(setup.batch_size, setup.T, train_data)
@@ -280,14 +283,7 @@ def train_trial(setup: Setup, seed: int) -> Trial:
     def check() -> tuple[bool, float]:
         errors = torch.cat(list(recent))
         mse = float(errors[-WINDOW:].pow(2).mean())
-        if not setup.stop(errors):
-            return False, mse
-        test_errors = _test(model, setup, test_data)
-        last_test[:] = [test_errors]
-        if count_wrong(test_errors) <= setup.allowed_wrong:
-            return True, mse
-        stops[0] += 1
-        return False, mse
+        return setup.stop(errors) and tested.confirm(), mse
 
     trial = train_until_solved(
         train_step,
@@ -297,13 +293,10 @@ def train_trial(setup: Setup, seed: int) -> Trial:
         check_every=setup.check_every_steps * setup.batch_size,
         seed=seed,
     )
-    # solved: the test that passed; else a fresh test of the final weights
-    test_errors = last_test[0] if trial.solved else _test(model, setup, test_data)
+    failed = len(tested.results) - int(trial.solved)  # the stop held but the test failed
+    test_errors = tested.final()  # the test that passed, else one of the final weights
     trial.test_error = float(count_wrong(test_errors))
-    trial.extra = {
-        "test_mse": float(test_errors.pow(2).mean()),
-        "failed_tests": float(stops[0]),
-    }
+    trial.extra = {"test_mse": float(test_errors.pow(2).mean()), "failed_tests": float(failed)}
     return trial
 
 
@@ -352,11 +345,11 @@ def _protocol_label(setup: Setup) -> str:
 
 
 def _run_rows(
-    plan: list[tuple[Setup, list[int], str]],
+    plan: list[tuple[Setup, str]], seeds: list[int]
 ) -> tuple[list[list[str | int | float]], dict[str, list[Trial]]]:
-    """Trials of each (setup, seeds, paper text) and their summary rows."""
+    """Trials of each (setup, paper text) over ``seeds`` and their summary rows."""
     rows, curves = [], {}
-    for setup, seeds, paper in plan:
+    for setup, paper in plan:
         trials = [train_trial(setup, seed) for seed in seeds]
         curves[setup.name] = trials
         rows.append(
@@ -416,12 +409,9 @@ def run_adding(
     """
     check_protocol(protocol, ("modern",))
     started = time.perf_counter()
-    chosen = seed_list(seed, seeds)
-    plan = [(adding_setup(100), chosen, _paper_adding(100))]
-    if not quick:
-        plan.append((adding_setup(500), chosen, _paper_adding(500)))
-        plan.append((adding_setup(1000), chosen, _paper_adding(1000)))
-    rows, curves = _run_rows(plan)
+    lengths = (100,) if quick else (100, 500, 1000)
+    plan = [(adding_setup(T), _paper_adding(T)) for T in lengths]
+    rows, curves = _run_rows(plan, seed_list(seed, seeds))
     figure = plot_curves(
         Path(output_dir) / "curves.png",
         curves,
@@ -461,12 +451,11 @@ def run_multiplication(
     """
     check_protocol(protocol, ("modern",))
     started = time.perf_counter()
-    seeds_used = seed_list(seed, seeds)
     plan = [
-        (multiplication_setup(100, n_seq), seeds_used, _paper_multiplication(n_seq))
+        (multiplication_setup(100, n_seq), _paper_multiplication(n_seq))
         for n_seq in ((140,) if quick else (140, 13))
     ]
-    rows, curves = _run_rows(plan)
+    rows, curves = _run_rows(plan, seed_list(seed, seeds))
     figure = plot_curves(
         Path(output_dir) / "curves.png",
         curves,

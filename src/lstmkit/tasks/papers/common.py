@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
@@ -117,6 +118,32 @@ def train_until_solved(
         seconds=time.perf_counter() - start,
         curve=curve,
     )
+
+
+Result = TypeVar("Result")
+
+
+class TestedStop(Generic[Result]):
+    """The 1997 paper's stop-then-test rule: when the stop rule holds on training data, a
+    test on fresh data decides whether the trial is solved (``confirm``, inside ``check``);
+    when the budget ends without a passing test, the final weights are tested once more
+    (``final``, for ``train_until_solved``'s ``test``). ``results`` keeps every test run."""
+
+    def __init__(self, run_test: Callable[[], Result], passed: Callable[[Result], bool]):
+        self.run_test = run_test
+        self.passed = passed
+        self.results: list[Result] = []
+
+    def confirm(self) -> bool:
+        """Run a test; whether it passed."""
+        self.results.append(self.run_test())
+        return self.passed(self.results[-1])
+
+    def final(self) -> Result:
+        """The passing test, else a fresh test of the current weights."""
+        if not (self.results and self.passed(self.results[-1])):
+            self.results.append(self.run_test())
+        return self.results[-1]
 
 
 def chrono_init(lstm: nn.Module, max_delay: int, generator: torch.Generator) -> None:

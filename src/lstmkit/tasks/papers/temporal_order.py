@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 import lstmkit
 from lstmkit.tasks.papers.common import (
+    TestedStop,
     Trial,
     check_protocol,
     chrono_init,
@@ -201,7 +202,10 @@ def trial(setup: Setup, seed: int) -> Trial:
     optimiser = torch.optim.Adam(model.parameters(), lr=setup.lr)
     recent: deque[bool] = deque(maxlen=RECENT_SEQUENCES)
     recent_mse: deque[float] = deque(maxlen=max(RECENT_SEQUENCES // setup.batch_size, 1))
-    tests: list[int] = []
+    tested = TestedStop(
+        lambda: count_wrong(model, setup.experiment, TEST_SEQUENCES, test_data),
+        lambda wrong: wrong <= PAPER_WRONG[setup.experiment],
+    )
 
     def train_step() -> float:
         inputs, lengths, labels = temporal_order_batch(
@@ -226,15 +230,8 @@ def trial(setup: Setup, seed: int) -> Trial:
             and sum(recent_mse) / len(recent_mse) < TRAIN_ERROR
         )
         if stop:  # the paper's rule holds: the test decides
-            tests.append(count_wrong(model, setup.experiment, TEST_SEQUENCES, test_data))
-            return tests[-1] <= PAPER_WRONG[setup.experiment], fraction_wrong
+            return tested.confirm(), fraction_wrong
         return False, fraction_wrong
-
-    def test() -> float:
-        passed = bool(tests) and tests[-1] <= PAPER_WRONG[setup.experiment]
-        if not passed:  # out of budget: test the final weights
-            tests.append(count_wrong(model, setup.experiment, TEST_SEQUENCES, test_data))
-        return float(tests[-1])
 
     result = train_until_solved(
         train_step,
@@ -243,9 +240,9 @@ def trial(setup: Setup, seed: int) -> Trial:
         max_sequences=setup.max_sequences,
         check_every=setup.check_every,
         seed=seed,
-        test=test,
+        test=lambda: float(tested.final()),
     )
-    result.extra["tests_run"] = float(len(tests))
+    result.extra["tests_run"] = float(len(tested.results))
     return result
 
 
