@@ -53,6 +53,7 @@ std::vector<at::Tensor> slstm_backward(const at::Tensor& dy, const at::Tensor& d
                                        const std::vector<at::Tensor>& saved,
                                        const std::vector<int64_t>& flags);
 void empty_workspace_cache();
+std::string set_step_gemm(const std::string& kernel);
 }  // namespace lstmkit
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -66,4 +67,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("slstm_forward", &lstmkit::slstm_forward);
   m.def("slstm_backward", &lstmkit::slstm_backward);
   m.def("empty_workspace_cache", &lstmkit::empty_workspace_cache);
+  m.def("set_step_gemm", &lstmkit::set_step_gemm);
 }

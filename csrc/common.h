@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -136,18 +137,13 @@ LSTMKIT_INLINE void normalize_row_backward(const T* __restrict dyw, const T* __r
   }
 }
 
-// Ask the CPU to start loading [p, p + bytes) into cache (one hint per 64-byte line).
-inline void prefetch(const void* p, int64_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 1, 2);
-}
-
 // An uninitialised buffer for per-call data; large ones are recycled across calls (see
 // workspace.cpp). Never hand one to the user: only saved and scratch tensors use it.
 at::Tensor workspace(at::IntArrayRef sizes, const at::TensorOptions& opts);
 void empty_workspace_cache();
 
-// a^T b for a [N, M], b [N, K] -> [M, K]: a weight gradient summed over N = T*B rows.
+// a^T b for a [N, M], b [N, K] -> [M, K]: a weight gradient summed over N = T*B rows. float32
+// runs on the micro-kernel (mm_tn_brgemm) where the step GEMMs do, else on oneDNN or at::mm.
 at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b);
 
 // out[k] = sum_r a[r, k] * b[r, k] (or sum_r a[r, k] without b), a and b [rows, cols] with
@@ -161,5 +157,37 @@ void col_dot(const at::Tensor& a, const OptTensor& b, const at::Tensor& out);
 // (reused across steps) when one is given.
 at::Tensor mm_wt(const at::Tensor& a, const at::Tensor& w, const OptTensor& bias = std::nullopt,
                   at::Tensor* buffer = nullptr);
+
+// The recurrent input of a step, [rows, n]: src itself, or src * mask (recurrent dropout's
+// mask, [rows, n]) written into ``buffer``.
+template <typename T>
+inline const T* masked_input(const T* src, const OptTensor& mask, const at::Tensor& buffer,
+                             int64_t count) {
+  if (!mask.has_value()) return src;
+  T* out = buffer.data_ptr<T>();
+  const T* m = mask->data_ptr<T>();
+  for (int64_t k = 0; k < count; ++k) out[k] = src[k] * m[k];
+  return out;
+}
+
+// out[M, N] = a[M, K] b[K, N], or out += a b with ``accumulate``; row-major with leading
+// dimensions (lda, ldb, ldo >= the row length), so a step's rows of a wider buffer serve as is.
+// The per-step GEMMs of the loops (gemm.cpp): no tensors, no dispatch.
+template <typename T>
+void gemm_nn(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb,
+             T* out, int64_t ldo, bool accumulate);
+
+// out [T, B, N] = x [T, B, K] w^T (+ bias), w [N, K]: a layer's input projection of every
+// step, as one GEMM (blocks of rows on the micro-kernel where gemm_nn has it).
+template <typename T>
+void project_inputs(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
+                    const at::Tensor& out);
+
+// mm_tn on the micro-kernel (gemm.cpp) where it applies (float32, brgemm on), else nullopt.
+OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b);
+
+// Which kernel float32 step GEMMs use: "brgemm" (oneDNN's micro-kernel, the default where
+// torch has it) or "aten" (at::mm); returns the previous choice. For tests and benchmarks.
+std::string set_step_gemm(const std::string& kernel);
 
 }  // namespace lstmkit

@@ -142,9 +142,7 @@ static std::vector<at::Tensor> gru_backward_impl(
   at::Tensor dH = dh_n.clone();
   at::Tensor dhin = at::empty({B, H}, opts);
   at::Tensor drin_buf = at::empty({B, H}, opts), drh_buf = at::empty({B, H}, opts);
-  const at::Tensor w_hh_t = w_hh.t().contiguous();                            // [H, 3H]
-  const at::Tensor w_rz_t = w_hh.narrow(0, 0, 2 * H).t().contiguous();        // [H, 2H]
-  const at::Tensor w_n_t = w_hh.narrow(0, 2 * H, H).t().contiguous();         // [H, H]
+  const T* w = w_hh.data_ptr<T>();  // [3H, H]: U_r, U_z, U_n row blocks
   const int64_t grain = row_grain(3 * H);
   const Steps<T> acts_t = steps_of<T>(acts), aux_t = steps_of<T>(aux), hs_t = steps_of<T>(hs);
   const Steps<T> dgx_t = steps_of<T>(dgx), dgh_t = steps_of<T>(dgh), dy_t = steps_of<T>(dy);
@@ -172,22 +170,23 @@ static std::vector<at::Tensor> gru_backward_impl(
     s.t = t;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_bwd_rows(cf, s, b0, b1, 0); });
 
-    at::Tensor d_in;  // dL/dh_in through the recurrent products
+    // dL/dh_in through the recurrent products: [B, 3H] x [3H, H], or the U_n and U_rz parts
+    // on their own (reset-before: U_n read r * h_in)
+    const T* du = (cf.ln ? dU_t : cf.reset_after ? dgh_t : dgx_t)[t];  // [B, 3H]
+    T* d_in = drin_buf.data_ptr<T>();
     if (cf.reset_after) {
-      const at::Tensor du = (cf.ln ? dU : dgh).select(0, t);
-      d_in = mm_wt(du, w_hh_t, std::nullopt, &drin_buf);  // [B, 3H] x [3H, H]
+      gemm_nn<T>(B, H, 3 * H, du, 3 * H, w, H, d_in, H, false);
     } else {
-      const at::Tensor du = (cf.ln ? dU : dgx).select(0, t);
-      const at::Tensor drh = mm_wt(du.narrow(1, 2 * H, H), w_n_t, std::nullopt, &drh_buf);
-      s.drh = drh.data_ptr<T>();
+      gemm_nn<T>(B, H, H, du + 2 * H, 3 * H, w + 2 * H * H, H, drh_buf.data_ptr<T>(), H, false);
+      s.drh = drh_buf.data_ptr<T>();
       at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_bwd_rows(cf, s, b0, b1, 1); });
-      d_in = mm_wt(du.narrow(1, 0, 2 * H), w_rz_t, std::nullopt, &drin_buf);
-      d_in = d_in.add_(dhin);
+      std::copy(s.dhin, s.dhin + B * H, d_in);
+      gemm_nn<T>(B, H, 2 * H, du, 3 * H, w, H, d_in, H, true);
     }
     if (rmask.has_value()) {
-      dH.addcmul_(d_in, *rmask);
+      dH.addcmul_(drin_buf, *rmask);
     } else {
-      dH.add_(d_in);
+      dH.add_(drin_buf);
     }
   }
 
@@ -195,7 +194,9 @@ static std::vector<at::Tensor> gru_backward_impl(
   const at::Tensor x2 = x.reshape({T_ * B, cf.D});
   at::Tensor dx = dgx, dw_ih = at::empty({0}, opts);
   if (!cf.projected) {
-    dx = mm_wt(dgx2, w_ih->t().contiguous()).view({T_, B, cf.D});
+    dx = at::empty({T_, B, cf.D}, opts);  // [T*B, 3H] x [3H, D]
+    gemm_nn<T>(T_ * B, cf.D, 3 * H, dgx.data_ptr<T>(), 3 * H, w_ih->data_ptr<T>(), cf.D,
+               dx.data_ptr<T>(), cf.D, false);
     dw_ih = mm_tn(dgx2, x2);
   }
   at::Tensor dbias = has_bias ? dgx2.sum(0) : at::empty({0}, opts);

@@ -1,8 +1,5 @@
 // The GRU's forward over a whole layer (see gru.h).
-#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
-#include <ATen/ops/mul.h>
 
 #include "gru.h"
 
@@ -130,14 +127,10 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
 
   // input projection of every step: [T*B, D] x [D, 3H]
   at::Tensor gates = workspace({T_, B, 3 * H}, opts);
-  at::Tensor gates2 = gates.view({T_ * B, 3 * H});
-  const at::Tensor x2 = x.reshape({T_ * B, cf.D});
   if (cf.projected) {
     gates.copy_(x);
-  } else if (bias.has_value()) {
-    at::addmm_out(gates2, *bias, x2, w_ih->t());
   } else {
-    at::mm_out(gates2, x2, w_ih->t());
+    project_inputs<T>(x, *w_ih, bias, gates);
   }
   at::Tensor hs = workspace({T_ + 1, B, H}, opts);
   at::Tensor aux = workspace({T_, B, H}, opts);
@@ -145,9 +138,11 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
   at::Tensor ln_rstd = cf.ln ? workspace({T_, B, 3}, opts) : at::empty({0}, opts);
   at::Tensor y = at::empty({T_, B, H}, opts);
   at::Tensor rin_masked = rmask.has_value() ? at::empty({B, H}, opts) : at::Tensor();
-  at::Tensor gh_buf = at::empty({B, cf.reset_after ? 3 * H : 2 * H}, opts);
+  const int64_t n_gh = cf.reset_after ? 3 * H : 2 * H;  // U_rz (and U_n) read h_in at once
+  at::Tensor gh_buf = at::empty({B, n_gh}, opts);
   at::Tensor un_buf = cf.reset_after ? at::Tensor() : at::empty({B, H}, opts);
-  const at::Tensor w_rz = w_hh.narrow(0, 0, 2 * H), w_n = w_hh.narrow(0, 2 * H, H);
+  const at::Tensor w_hh_t = w_hh.t().contiguous();  // [H, 3H]: U_r, U_z, U_n column blocks
+  const T* w_t = w_hh_t.data_ptr<T>();
   hs[slots.first()].copy_(h0);
   const int64_t grain = row_grain(3 * H);
   const Steps<T> gates_t = steps_of<T>(gates), hs_t = steps_of<T>(hs), aux_t = steps_of<T>(aux);
@@ -162,12 +157,11 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
   for (int64_t step = 0; step < T_; ++step) {
     const int64_t t = slots.time(step), in = slots.in(t), out = slots.out(t);
     // [B, H] x [H, 3H] (reset-after) or [H, 2H] (reset-before: U_rz only)
-    at::Tensor rin = hs.select(0, in);
-    if (rmask.has_value()) rin = at::mul_out(rin_masked, rin, *rmask);
-    const at::Tensor gh = mm_wt(rin, cf.reset_after ? w_hh : w_rz, std::nullopt, &gh_buf);
+    const T* rin = masked_input<T>(hs_t[in], rmask, rin_masked, B * H);
+    gemm_nn<T>(B, n_gh, H, rin, H, w_t, 3 * H, gh_buf.data_ptr<T>(), n_gh, false);
 
     s.gates = gates_t[t];
-    s.gh = gh.data_ptr<T>();
+    s.gh = gh_buf.data_ptr<T>();
     s.h_in = hs_t[in];
     s.h_out = hs_t[out];
     s.aux = aux_t[t];
@@ -180,8 +174,9 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
       at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_fwd_rows(cf, s, b0, b1, 0); });
     } else {
       at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_fwd_rows(cf, s, b0, b1, 1); });
-      const at::Tensor un = mm_wt(aux.select(0, t), w_n, std::nullopt, &un_buf);  // U_n (r h_in)
-      s.gh = un.data_ptr<T>();
+      // U_n (r h_in), [B, H] x [H, H]
+      gemm_nn<T>(B, H, H, aux_t[t], H, w_t + 2 * H, 3 * H, un_buf.data_ptr<T>(), H, false);
+      s.gh = un_buf.data_ptr<T>();
       at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_fwd_rows(cf, s, b0, b1, 2); });
     }
   }

@@ -70,6 +70,7 @@ std::atomic<bool> conv_failed{false};
 // this on oneDNN, which on CPUs where MKL takes a narrower code path (AMD) is 1.5-2x faster
 // than at::mm on the transposed matrix; otherwise (or for float64) it is that at::mm.
 at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b) {
+  if (OptTensor fast = mm_tn_brgemm(a, b)) return *fast;
   const int64_t N = a.size(0), M = a.size(1), K = b.size(1);
   if (a.scalar_type() == at::kFloat && N * M * K >= kOneDnnMinMacs && a.stride(1) == 1 &&
       b.stride(1) == 1 && !conv_failed.load() && at::globalContext().userEnabledMkldnn()) {

@@ -237,14 +237,9 @@ static std::vector<at::Tensor> lstm_backward_impl(
   at::Tensor dH = dh_n.clone(), dC = dc_n.clone();
   at::Tensor dA = cf.fgr ? da_n->clone() : at::empty({0}, opts);
   at::Tensor dhh_buf = at::empty({B, H}, opts), dc = at::empty({B, H}, opts);
-  at::Tensor drin_buf = at::empty({B, cf.Rin}, opts);
-  at::Tensor da_buf = cf.fgr ? at::empty({B, FH}, opts) : at::Tensor();
+  at::Tensor drin_buf = rmask.has_value() ? at::empty({B, cf.Rin}, opts) : at::Tensor();
   at::Tensor dh_new = cf.proj ? workspace({T_, B, P}, opts) : at::empty({0}, opts);
   const at::Tensor ones = at::ones({H}, opts);
-  // the transposed products run as "input times weight^T" too: pre-transpose the weights
-  const at::Tensor w_hh_t = w_hh.t().contiguous();                           // [Rin, R*H]
-  const at::Tensor w_gg_t = cf.fgr ? w_gg->t().contiguous() : at::Tensor();   // [F*H, F*H]
-  const at::Tensor w_hr_t = cf.proj ? w_hr->t().contiguous() : at::Tensor();  // [H, P]
   at::Tensor& d_rin_target = cf.peephole == 2 ? dC : dH;  // what the recurrence read
   const int64_t grain = row_grain(GH);
 
@@ -285,26 +280,27 @@ static std::vector<at::Tensor> lstm_backward_impl(
     s.dgh = dgh_t[t];
     s.dcout = dcout_t[t];
     s.t = t;
-    at::Tensor dhh;  // keeps the projection's GEMM output alive through the row pass
     if (cf.proj) {
       T* dn = dh_new_t[t];
       at::parallel_for(0, B, row_grain(P),
                        [&](int64_t b0, int64_t b1) { lstm_bwd_proj_rows(cf, s, dn, b0, b1); });
-      dhh = mm_wt(dh_new.select(0, t), w_hr_t, std::nullopt, &dhh_buf);  // [B, P] x [P, H]
-      s.dhh = dhh.data_ptr<T>();
+      gemm_nn<T>(B, H, P, dn, P, w_hr->data_ptr<T>(), H, s.dhh, H, false);  // [B, P] x [P, H]
     }
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { lstm_bwd_rows(cf, s, b0, b1); });
 
-    // what the recurrence read gets dpre W_hh: [B, R*H] x [R*H, Rin]
-    const at::Tensor dpre_step = dpre.select(0, t);
-    const at::Tensor dgh_step = cf.ln_hh ? dgh.select(0, t) : dpre_step.narrow(1, 0, RH);
-    const at::Tensor drin = mm_wt(dgh_step, w_hh_t, std::nullopt, &drin_buf);
+    // what the recurrence read gets dpre W_hh, [B, R*H] x [R*H, Rin], added in place
+    const T* dgh_step = cf.ln_hh ? dgh_t[t] : dpre_t[t];
+    const int64_t ld_dgh = cf.ln_hh ? RH : GH;
     if (rmask.has_value()) {
-      d_rin_target.addcmul_(drin, *rmask);
+      gemm_nn<T>(B, cf.Rin, RH, dgh_step, ld_dgh, w_hh.data_ptr<T>(), cf.Rin,
+                 drin_buf.data_ptr<T>(), cf.Rin, false);
+      d_rin_target.addcmul_(drin_buf, *rmask);
     } else {
-      d_rin_target.add_(drin);
+      gemm_nn<T>(B, cf.Rin, RH, dgh_step, ld_dgh, w_hh.data_ptr<T>(), cf.Rin,
+                 d_rin_target.data_ptr<T>(), cf.Rin, true);
     }
-    if (cf.fgr) dA.add_(mm_wt(dpre_step.narrow(1, 0, FH), w_gg_t, std::nullopt, &da_buf));
+    if (cf.fgr)  // the gate state's feedback: [B, F*H] x [F*H, F*H]
+      gemm_nn<T>(B, FH, FH, dpre_t[t], GH, w_gg->data_ptr<T>(), FH, s.dA, FH, true);
   }
 
   // weight gradients: one GEMM (or reduction) each over all steps
@@ -312,7 +308,9 @@ static std::vector<at::Tensor> lstm_backward_impl(
   const at::Tensor x2 = x.reshape({T_ * B, cf.D});
   at::Tensor dx = dpre, dw_ih = at::empty({0}, opts);
   if (!cf.projected) {
-    dx = mm_wt(dpre2, w_ih->t().contiguous()).view({T_, B, cf.D});
+    dx = at::empty({T_, B, cf.D}, opts);  // [T*B, G*H] x [G*H, D]
+    gemm_nn<T>(T_ * B, cf.D, GH, dpre.data_ptr<T>(), GH, w_ih->data_ptr<T>(), cf.D,
+               dx.data_ptr<T>(), cf.D, false);
     dw_ih = mm_tn(dpre2, x2);
   }
   at::Tensor dbias = has_bias ? dpre2.sum(0) : at::empty({0}, opts);

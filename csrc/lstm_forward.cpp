@@ -1,9 +1,6 @@
 // The LSTM family's forward over a whole layer (see lstm.h): the input projection GEMM,
 // then per step the recurrent GEMM(s) and one fused pass over the gates.
-#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
-#include <ATen/ops/mul.h>
 #include <ATen/ops/ones.h>
 
 #include "lstm.h"
@@ -14,9 +11,8 @@ namespace lstmkit {
 // Pointers for one time step; row b of a [B, n] matrix starts at ptr + b * n.
 template <typename T>
 struct FwdStep {
-  T* pre;                      // [B, G*H] input projection in, activations out (saved)
-  const T* gh;                 // [B, R*H] recurrent product of this step
-  const T* fb;                 // [B, F*H] FGR feedback product, or null
+  T* pre;                      // [B, G*H] input and recurrent products in, activations out
+  const T* gh;                 // [B, R*H] recurrent product under layer norm, else null
   const T* c_in;               // [B, H] c_{t-1}
   T* c_out;                    // [B, H] c_t (state slot)
   const T* h_in;               // [B, P] h_{t-1}
@@ -48,21 +44,16 @@ LSTMKIT_INLINE void lstm_fwd_row(const LstmConfig& cf, const FwdStep<T>& s, int6
   const T* __restrict cp = s.c_in + b * H;
   T* __restrict c = s.c_out + b * H;
 
-  // pre-activations: the recurrent (and feedback) products add to the first blocks
-  const T* __restrict gh = s.gh + b * cf.R * H;
-  if (cf.ln_hh) {  // each block layer-normalised on its own (its shift is in the input side)
+  // pre-activations: the step's GEMMs added the recurrent (and feedback) products to the first
+  // blocks already, except under layer norm: each recurrent block is normalised on its own
+  // (its shift is in the input side)
+  if (cf.ln_hh) {
+    const T* __restrict gh = s.gh + b * cf.R * H;
     T* __restrict n = s.lnh_n + b * cf.R * H;
     for (int64_t j = 0; j < cf.R; ++j) {
       s.lnh_rstd[b * cf.R + j] = normalize_row(gh + j * H, n + j * H, H);
     }
     for (int64_t k = 0; k < cf.R * H; ++k) pre[k] += n[k] * s.ln_hh_w[k];
-  } else {
-    for (int64_t k = 0; k < cf.R * H; ++k) pre[k] += gh[k];
-  }
-  if (cf.fgr) {
-    const int64_t n = cf.F * H;
-    const T* __restrict fb = s.fb + b * n;
-    for (int64_t k = 0; k < n; ++k) pre[k] += fb[k];
   }
   // diagonal peepholes: i and f read p * c_{t-1}
   if (cf.peephole == 1) {
@@ -205,17 +196,13 @@ static std::vector<at::Tensor> lstm_forward_impl(
   const Slots slots{T_, cf.reverse};
 
   // input projection of every step: one GEMM, [T*B, D] x [D, G*H] (+ the folded biases),
-  // into a recycled buffer (MKL into warm memory beats oneDNN into fresh memory here);
-  // with layer norm Python projected already (x is [T, B, G*H]) and the loop works on a copy
+  // into a recycled buffer; with layer norm Python projected already (x is [T, B, G*H]) and
+  // the loop works on a copy
   at::Tensor gates = workspace({T_, B, GH}, opts);
-  at::Tensor gates2 = gates.view({T_ * B, GH});
-  const at::Tensor x2 = x.reshape({T_ * B, cf.D});
   if (cf.projected) {
     gates.copy_(x);
-  } else if (bias.has_value()) {
-    at::addmm_out(gates2, *bias, x2, w_ih->t());
   } else {
-    at::mm_out(gates2, x2, w_ih->t());
+    project_inputs<T>(x, *w_ih, bias, gates);
   }
 
   at::Tensor hs = workspace({T_ + 1, B, P}, opts);  // h slots
@@ -229,10 +216,14 @@ static std::vector<at::Tensor> lstm_forward_impl(
   at::Tensor lnh_rstd = cf.ln_hh ? workspace({T_, B, cf.R}, opts) : at::empty({0}, opts);
   at::Tensor lnc_n = cf.ln_c ? workspace({T_, B, H}, opts) : at::empty({0}, opts);
   at::Tensor lnc_rstd = cf.ln_c ? workspace({T_, B}, opts) : at::empty({0}, opts);
+  const int64_t RH = cf.R * H, Rin = cf.Rin;
   at::Tensor h_new_buf = cf.proj ? at::empty({B, P}, opts) : at::Tensor();
-  at::Tensor gh_buf = at::empty({B, cf.R * H}, opts);
-  at::Tensor fb_buf = cf.fgr ? at::empty({B, FH}, opts) : at::Tensor();
-  at::Tensor rin_masked = rmask.has_value() ? at::empty({B, cf.Rin}, opts) : at::Tensor();
+  at::Tensor gh_buf = cf.ln_hh ? at::empty({B, RH}, opts) : at::Tensor();
+  at::Tensor rin_masked = rmask.has_value() ? at::empty({B, Rin}, opts) : at::Tensor();
+  // the step GEMMs read weights as [in, out]
+  const at::Tensor w_hh_t = w_hh.t().contiguous();                           // [Rin, R*H]
+  const at::Tensor w_gg_t = cf.fgr ? w_gg->t().contiguous() : at::Tensor();   // [F*H, F*H]
+  const at::Tensor w_hr_t = cf.proj ? w_hr->t().contiguous() : at::Tensor();  // [H, P]
   const at::Tensor ones = at::ones({H}, opts);
   hs[slots.first()].copy_(h0);
   cs[slots.first()].copy_(c0);
@@ -255,20 +246,19 @@ static std::vector<at::Tensor> lstm_forward_impl(
 
   for (int64_t step = 0; step < T_; ++step) {
     const int64_t t = slots.time(step), in = slots.in(t), out = slots.out(t);
-    // the recurrent GEMM, [B, Rin] x [Rin, R*H], reads h_{t-1} (or c_{t-1}), maybe masked
-    at::Tensor rin = (cf.peephole == 2 ? cs : hs).select(0, in);
-    if (rmask.has_value()) rin = at::mul_out(rin_masked, rin, *rmask);
-    // the gate rows of this step were written by the input projection long ago: start
-    // pulling them into cache while the recurrent GEMM runs
-    prefetch(gates_t[t], B * GH * int64_t(sizeof(T)));
-    const at::Tensor gh = mm_wt(rin, w_hh, std::nullopt, &gh_buf);
-    // FGR: the gate state's feedback, [B, F*H] x [F*H, F*H]
-    const at::Tensor fb = cf.fgr ? mm_wt(as.select(0, in), *w_gg, std::nullopt, &fb_buf)
-                                 : at::Tensor();
+    // the recurrent GEMM, [B, Rin] x [Rin, R*H], reads h_{t-1} (or c_{t-1}), maybe masked,
+    // and adds into the step's gate rows (into its own buffer under layer norm)
+    const T* rin = masked_input<T>((cf.peephole == 2 ? cs_t : hs_t)[in], rmask, rin_masked, B * Rin);
+    if (cf.ln_hh) {
+      gemm_nn<T>(B, RH, Rin, rin, Rin, w_hh_t.data_ptr<T>(), RH, gh_buf.data_ptr<T>(), RH, false);
+    } else {
+      gemm_nn<T>(B, RH, Rin, rin, Rin, w_hh_t.data_ptr<T>(), RH, gates_t[t], GH, true);
+    }
+    // FGR: the gate state's feedback, [B, F*H] x [F*H, F*H], into the first F blocks
+    if (cf.fgr) gemm_nn<T>(B, FH, FH, as_t[in], FH, w_gg_t.data_ptr<T>(), FH, gates_t[t], GH, true);
 
     s.pre = gates_t[t];
-    s.gh = gh.data_ptr<T>();
-    s.fb = cf.fgr ? fb.data_ptr<T>() : nullptr;
+    s.gh = cf.ln_hh ? gh_buf.data_ptr<T>() : nullptr;
     s.c_in = cs_t[in];
     s.c_out = cs_t[out];
     s.h_in = hs_t[in];
@@ -289,8 +279,8 @@ static std::vector<at::Tensor> lstm_forward_impl(
     s.t = t;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { lstm_fwd_rows(cf, s, b0, b1); });
     if (cf.proj) {  // h_t = W_hr (o * sigma_h(c)): [B, H] x [H, P]
-      const at::Tensor h_new = mm_wt(hh.select(0, t), *w_hr, std::nullopt, &h_new_buf);
-      const T* hn = h_new.data_ptr<T>();
+      T* hn = h_new_buf.data_ptr<T>();
+      gemm_nn<T>(B, P, H, hh_t[t], H, w_hr_t.data_ptr<T>(), P, hn, P, false);
       at::parallel_for(0, B, row_grain(P),
                        [&](int64_t b0, int64_t b1) { lstm_fwd_proj_rows(cf, s, hn, b0, b1); });
     }

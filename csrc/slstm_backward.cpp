@@ -4,7 +4,6 @@
 #pragma GCC optimize("no-trapping-math")
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
 
 #include "slstm.h"
@@ -165,7 +164,9 @@ static std::vector<at::Tensor> slstm_backward_impl(
     });
     // dL/dh_in = R^T dpre per head: [K, B, 4E] x [K, 4E, E] -> [K, B, E], merged into dH by
     // the next pass
-    at::bmm_out(dhin, dgates.select(0, t).view({B, K, 4 * E}).transpose(0, 1), w_hh);
+    for (int64_t k = 0; k < K; ++k)
+      gemm_nn<T>(B, E, 4 * E, dg_t[t] + k * 4 * E, 4 * H, w_hh.data_ptr<T>() + k * 4 * E * E, E,
+                 dhin.data_ptr<T>() + k * B * E, E, false);
     s.dhin = dhin.data_ptr<T>();
   }
   if (T_ > 0) {
@@ -181,7 +182,9 @@ static std::vector<at::Tensor> slstm_backward_impl(
     dx = dgates.view({T_, B, K, 4, E}).transpose(2, 3).reshape({T_, B, 4 * H});
   } else {
     const at::Tensor x2 = x.reshape({T_ * B, cf.D});
-    dx = mm_wt(dg2, w_ih->t().contiguous()).view({T_, B, cf.D});
+    dx = at::empty({T_, B, cf.D}, opts);  // [T*B, 4H] x [4H, D]
+    gemm_nn<T>(T_ * B, cf.D, 4 * H, dgates.data_ptr<T>(), 4 * H, w_ih->data_ptr<T>(), cf.D,
+               dx.data_ptr<T>(), cf.D, false);
     dw_ih = mm_tn(dg2, x2);
   }
   const at::Tensor dbias = has_bias ? dg2.sum(0) : at::empty({0}, opts);

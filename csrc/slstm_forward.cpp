@@ -3,11 +3,7 @@
 // of the fused passes into vector blends, so that the loops over a head's units vectorise.
 #pragma GCC optimize("no-trapping-math")
 #include <ATen/ops/add.h>
-#include <ATen/ops/addmm.h>
-#include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
-#include <ATen/ops/mul.h>
 
 #include "slstm.h"
 
@@ -128,7 +124,6 @@ static std::vector<at::Tensor> slstm_forward_impl(
 
   // input projection of every step: one GEMM, [T*B, D] x [D, 4H] (+ bias), head-major rows
   at::Tensor gates = workspace({T_, B, 4 * H}, opts);
-  at::Tensor gates2 = gates.view({T_ * B, 4 * H});
   if (cf.projected) {  // x is gate-major, [T, B, 4, K, E]: the copy into the buffer permutes it
     at::Tensor gates5 = gates.view({T_, B, K, 4, E});
     const at::Tensor x5 = x.view({T_, B, 4, K, E}).transpose(2, 3);
@@ -138,12 +133,7 @@ static std::vector<at::Tensor> slstm_forward_impl(
       gates5.copy_(x5);
     }
   } else {
-    const at::Tensor x2 = x.reshape({T_ * B, cf.D});
-    if (bias.has_value()) {
-      at::addmm_out(gates2, *bias, x2, w_ih->t());
-    } else {
-      at::mm_out(gates2, x2, w_ih->t());
-    }
+    project_inputs<T>(x, *w_ih, bias, gates);
   }
   at::Tensor hs = workspace({T_ + 1, B, H}, opts);  // state slots (see Slots)
   at::Tensor cs = workspace({T_ + 1, B, H}, opts);
@@ -153,7 +143,7 @@ static std::vector<at::Tensor> slstm_forward_impl(
   at::Tensor y = at::empty({T_, B, H}, opts);
   at::Tensor gh = at::empty({K, B, 4 * E}, opts);
   at::Tensor rin_masked = rmask.has_value() ? at::empty({B, H}, opts) : at::Tensor();
-  const at::Tensor w_hh_t = w_hh.transpose(1, 2);  // [K, E, 4E]
+  const at::Tensor w_hh_t = w_hh.transpose(1, 2).contiguous();  // [K, E, 4E]
   hs[slots.first()].copy_(h0);
   cs[slots.first()].copy_(c0);
   ns[slots.first()].copy_(n0);
@@ -169,11 +159,11 @@ static std::vector<at::Tensor> slstm_forward_impl(
 
   for (int64_t step = 0; step < T_; ++step) {
     const int64_t t = slots.time(step), in = slots.in(t), out = slots.out(t);
-    // the block-diagonal recurrent product: one GEMM batched over heads,
-    // [K, B, E] x [K, E, 4E] -> [K, B, 4E]
-    at::Tensor rin = hs.select(0, in);
-    if (rmask.has_value()) rin = at::mul_out(rin_masked, rin, *rmask);
-    at::bmm_out(gh, rin.view({B, K, E}).transpose(0, 1), w_hh_t);
+    // the block-diagonal recurrent product, a GEMM per head: [B, E] x [E, 4E] -> gh[k]
+    const T* rin = masked_input<T>(hs_t[in], rmask, rin_masked, B * H);
+    for (int64_t k = 0; k < K; ++k)
+      gemm_nn<T>(B, 4 * E, E, rin + k * E, H, w_hh_t.data_ptr<T>() + k * E * 4 * E, 4 * E,
+                 gh.data_ptr<T>() + k * B * 4 * E, 4 * E, false);
 
     s.gates = gates_t[t];
     s.aux = aux_t[t];

@@ -92,6 +92,13 @@ def test_layer(engine, forget_gate, heads, dtype):
     compare_layer(cell, params, x, state)
 
 
+def test_layer_fp32_step_gemm_kernels(step_gemm):
+    """Both kernels of the float32 per-head step GEMMs, with lengths and recurrent dropout."""
+    cell, params = make_layer(heads=2, dtype=torch.float32)
+    x, state, mask = make_inputs(cell, 6, 3, torch.float32, rmask=True)
+    compare_layer(cell, params, x, state, lengths=torch.tensor([6, 2, 4]), recurrent_mask=mask)
+
+
 # lengths (B odd, both directions), recurrent dropout, the empty memory, no bias, a cell
 # without input weights (the xLSTM block's), B=1 and T=1
 OPTIONS = {

@@ -13,6 +13,8 @@ The extension is compiled on first use (see ``_build``); ``available()`` tries t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +40,23 @@ def empty_cache() -> None:
     module = _build.load()
     if module is not None:
         module.empty_workspace_cache()
+
+
+@contextmanager
+def step_gemm(kernel: str) -> Iterator[None]:
+    """Run the loops' per-step float32 GEMMs on ``kernel`` inside the block: ``"brgemm"``
+    (oneDNN's micro-kernel through torch, the default where torch has it) or ``"aten"``
+    (at::mm; float64 always). Both give the same results to rounding; this exists so tests
+    can check each and benchmarks can compare them. ``LSTMKIT_STEP_GEMM=aten`` sets the
+    default."""
+    module = _build.load()
+    if module is None:
+        raise RuntimeError(f"the C++ engine is not available: {_build.error()}")
+    before = module.set_step_gemm(kernel)
+    try:
+        yield
+    finally:
+        module.set_step_gemm(before)
 
 
 def build_error() -> str | None:

@@ -24,6 +24,7 @@ SOURCES = (
     "lstm.h",
     "gru.h",
     "linear.cpp",
+    "gemm.cpp",
     "workspace.cpp",
     "reduce.cpp",
     "lstm_forward.cpp",

@@ -1,0 +1,193 @@
+// The per-step GEMMs of the recurrent loops, on raw row-major pointers (see common.h).
+//
+// A step's recurrent product is small ([B, H] x [H, 4H]) and runs T times per layer, so what
+// surrounds the multiply counts: going through at::mm costs a tensor view, the dispatcher and
+// argument checks (2-3 us a call here, as much as the whole multiply at H = 32). float32
+// therefore runs on oneDNN's batch-reduce GEMM micro-kernel that torch exports
+// (at::native::cpublas::brgemm): a cached JIT kernel, called with pointers, that can also
+// accumulate into a strided output (the step's gate rows). On CPUs where MKL takes a
+// narrower code path (AMD) it is also 2-3x faster than at::mm at these shapes. Where this
+// torch lacks it or it fails, and for float64, at::mm over pointer views does the same job.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm.h>
+
+#include "common.h"
+
+namespace lstmkit {
+
+namespace {
+// Work (multiply-adds) below which one thread does the whole product: a fork costs more.
+constexpr int64_t kSplitMacs = int64_t(1) << 17;
+// Rows per micro-kernel call for tall products (a layer's input projection): the output block
+// stays in cache while the weights stream past (measured best between 64 and 1024 rows).
+constexpr int64_t kRowBlock = 256;
+// Block of the summed index and of the output's columns in weight gradients (measured best)
+constexpr int64_t kTnBlock = 256;
+
+bool brgemm_available() {
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  try {  // a CPU the micro-kernel does not support refuses here, once
+    float a[2] = {1.f, 2.f}, b[2] = {3.f, 4.f}, c[1] = {0.f};
+    at::native::cpublas::brgemm(1, 1, 2, 2, 1, 1, false, a, b, c, false);
+    return c[0] == 11.f;
+  } catch (const std::exception&) {
+    return false;
+  }
+#else
+  return false;
+#endif
+}
+
+// Whether float32 uses the micro-kernel; LSTMKIT_STEP_GEMM=aten (or set_step_gemm) turns it off.
+std::atomic<bool>& use_brgemm() {
+  static std::atomic<bool> flag{[] {
+    const char* env = std::getenv("LSTMKIT_STEP_GEMM");
+    return !(env != nullptr && std::string(env) == "aten") && brgemm_available();
+  }()};
+  return flag;
+}
+
+template <typename T>
+void gemm_aten(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb,
+               T* out, int64_t ldo, bool accumulate) {
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  const at::Tensor A = at::from_blob(const_cast<T*>(a), {M, K}, {lda, 1}, opts);
+  const at::Tensor Bm = at::from_blob(const_cast<T*>(b), {K, N}, {ldb, 1}, opts);
+  at::Tensor C = at::from_blob(out, {M, N}, {ldo, 1}, opts);
+  if (accumulate) {
+    C.addmm_(A, Bm);
+  } else if (ldo == N) {
+    at::mm_out(C, A, Bm);
+  } else {
+    C.copy_(at::mm(A, Bm));  // mm_out into a strided output would allocate anyway
+  }
+}
+
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+// Columns [n0, n1) of the product, on the micro-kernel.
+void brgemm_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, float* out, int64_t ldo, bool accumulate) {
+  at::native::cpublas::brgemm(M, n1 - n0, K, lda, ldb, ldo, accumulate, a, b + n0, out + n0,
+                              false);
+}
+#endif
+}  // namespace
+
+template <typename T>
+void gemm_nn(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb,
+             T* out, int64_t ldo, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (int64_t m = 0; m < M; ++m) std::fill(out + m * ldo, out + m * ldo + N, T(0));
+    return;
+  }
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_brgemm().load(std::memory_order_relaxed)) {
+      const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+      if (M > kRowBlock) {  // a whole sequence's rows: blocks of rows, a thread each
+        const int64_t grain = threads == 1 || M * N * K < kSplitMacs ? M : 1;
+        at::parallel_for(0, (M + kRowBlock - 1) / kRowBlock, grain, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t m0 = r * kRowBlock, rows = std::min(kRowBlock, M - m0);
+            brgemm_columns(rows, 0, N, K, a + m0 * lda, lda, b, ldb, out + m0 * ldo, ldo,
+                           accumulate);
+          }
+        });
+        return;
+      }
+      if (threads == 1 || M * N * K < kSplitMacs) {
+        brgemm_columns(M, 0, N, K, a, lda, b, ldb, out, ldo, accumulate);
+        return;
+      }
+      // one block of columns per thread (whole vectors each); the split depends only on the
+      // thread count, so two runs with the same threads give the same bits
+      const int64_t block = ((N + threads - 1) / threads + 15) / 16 * 16;
+      at::parallel_for(0, (N + block - 1) / block, 1, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j)
+          brgemm_columns(M, j * block, std::min(N, (j + 1) * block), K, a, lda, b, ldb, out,
+                         ldo, accumulate);
+      });
+      return;
+    }
+  }
+#endif
+  gemm_aten<T>(M, N, K, a, lda, b, ldb, out, ldo, accumulate);
+}
+
+template void gemm_nn<float>(int64_t, int64_t, int64_t, const float*, int64_t, const float*,
+                             int64_t, float*, int64_t, bool);
+template void gemm_nn<double>(int64_t, int64_t, int64_t, const double*, int64_t, const double*,
+                              int64_t, double*, int64_t, bool);
+
+OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b) {
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  if (a.scalar_type() != at::kFloat || !use_brgemm().load(std::memory_order_relaxed) ||
+      a.stride(1) != 1 || a.numel() == 0 || b.numel() == 0)
+    return std::nullopt;
+  // a^T b = (b^T a)^T: the micro-kernel wants its left factor with the summed index
+  // contiguous, so b (the narrower one) is transposed, not a; blocks of kTnBlock along both
+  // the sum and a's columns keep the working set in cache (2x at::mm here)
+  const int64_t N = a.size(0), M = a.size(1), K = b.size(1), lda = a.stride(0);
+  const at::Tensor bt = b.t().contiguous();  // [K, N]
+  const at::Tensor out_t = at::empty({K, M}, a.options());
+  const float *A = a.data_ptr<float>(), *Bt = bt.data_ptr<float>();
+  float* O = out_t.data_ptr<float>();
+  const int64_t blocks = (M + kTnBlock - 1) / kTnBlock;
+  const bool split = !at::in_parallel_region() && at::get_num_threads() > 1 &&
+                     N * M * K >= kSplitMacs;
+  at::parallel_for(0, blocks, split ? 1 : blocks, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const int64_t m0 = j * kTnBlock, cols = std::min(kTnBlock, M - m0);
+      for (int64_t n0 = 0; n0 < N; n0 += kTnBlock) {
+        at::native::cpublas::brgemm(K, cols, std::min(kTnBlock, N - n0), N, lda, M, n0 > 0,
+                                    Bt + n0, A + n0 * lda + m0, O + m0, false);
+      }
+    }
+  });
+  return out_t.t().contiguous();
+#else
+  return std::nullopt;
+#endif
+}
+
+template <typename T>
+void project_inputs(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
+                    const at::Tensor& out) {
+  const int64_t N = w.size(0), K = w.size(1), M = x.numel() / std::max<int64_t>(K, 1);
+  const at::Tensor xc = x.contiguous(), wt = w.t().contiguous();  // [M, K], [K, N]
+  T* o = out.data_ptr<T>();
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {  // every row starts as the bias; the product adds to it
+    const T* bb = bias->data_ptr<T>();
+    at::parallel_for(0, M, row_grain(N), [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m) std::copy(bb, bb + N, o + m * N);
+    });
+  }
+  gemm_nn<T>(M, N, K, xc.data_ptr<T>(), K, wt.data_ptr<T>(), N, o, N, has_bias);
+}
+
+template void project_inputs<float>(const at::Tensor&, const at::Tensor&, const OptTensor&,
+                                    const at::Tensor&);
+template void project_inputs<double>(const at::Tensor&, const at::Tensor&, const OptTensor&,
+                                     const at::Tensor&);
+
+std::string set_step_gemm(const std::string& kernel) {
+  TORCH_CHECK(kernel == "brgemm" || kernel == "aten",
+              "step_gemm must be 'brgemm' or 'aten', got '", kernel, "'");
+  const std::string before = use_brgemm().load() ? "brgemm" : "aten";
+  TORCH_CHECK(kernel == "aten" || brgemm_available(),
+              "step_gemm 'brgemm': this torch build or CPU has no oneDNN micro-kernel");
+  use_brgemm().store(kernel == "brgemm");
+  return before;
+}
+
+}  // namespace lstmkit
