@@ -518,6 +518,39 @@ def test_two_runs_are_bitwise_equal(engine, variant):
         assert torch.equal(first, second)
 
 
+@pytest.mark.parametrize("variant", ["fgr", "gru"])
+def test_custom_op_and_its_eager_twin_agree(engine, monkeypatch, variant):
+    """Eager training runs each forward op's autograd.Function twin; the op itself (what
+    torch.compile runs) gives bitwise the same outputs and gradients."""
+    from lstmkit.backends.cpu import ops
+
+    if variant == "gru":
+        cell, params = gru_layer(dtype=torch.float32)
+    else:
+        cell, params = lstm_layer(variant, dtype=torch.float32, proj_size=3)
+    x, state, zoneout_masks, recurrent_mask = make_inputs(
+        cell, 5, 3, torch.float32, zoneout=True, rmask=True
+    )
+    inputs = [x, *params.values(), *state]
+    runs, chosen = [], []
+    real = ops.layer_forward
+    for path in ("eager", "op"):
+
+        def pick(op, eager, path=path):
+            chosen.append(real(op, eager) is eager)
+            return eager if path == "eager" else op
+
+        monkeypatch.setattr(ops, "layer_forward", pick)
+        y, final = cpu.run_layer(
+            cell, params, x, state, lengths=torch.tensor([5, 2, 4]),
+            zoneout_masks=zoneout_masks, recurrent_mask=recurrent_mask,
+        )  # fmt: skip
+        runs.append([y, *final, *grads_of([y, *final], inputs)])
+    assert chosen == [True, True]  # with gradients on, outside torch.compile: the twin
+    for eager, op in zip(*runs, strict=True):
+        assert torch.equal(eager, op)
+
+
 def test_recycled_buffers_do_not_leak_between_calls(engine):
     """Saved buffers come from a cache of recycled blocks: a second call on other data (and
     after emptying the cache) gives the same result as a fresh run."""

@@ -121,7 +121,7 @@ def _permute(tensor: Tensor, perm: tuple[int, ...] | None, hidden: int) -> Tenso
 
 
 def _run_lstm(cell, params, x, state, lengths, reverse, zoneout_masks, recurrent_mask):
-    from lstmkit.backends.cpu.ops import lstm_layer_fwd
+    from lstmkit.backends.cpu.ops import layer_forward, lstm_layer_eager, lstm_layer_fwd
 
     layout, H = _lstm_layout(cell), cell.hidden_size
 
@@ -159,7 +159,7 @@ def _run_lstm(cell, params, x, state, lengths, reverse, zoneout_masks, recurrent
     w_hh = internal("weight_hh", recurrent=True)
     masks = (*(zoneout_masks or ()), None, None, None)
     fgr = layout.flags[5]
-    y, h_n, c_n, a_n, *_ = lstm_layer_fwd(
+    y, h_n, c_n, a_n, *_ = layer_forward(lstm_layer_fwd, lstm_layer_eager)(
         x, w_ih, w_hh, bias, params.get("weight_ch"), params.get("weight_gg"),
         params.get("weight_hr"), ln.get("ln_hh_weight"), ln.get("ln_c_weight"),
         ln.get("ln_c_bias"), state[0], state[1], state[2] if fgr else None, lengths, masks[0],
@@ -179,7 +179,7 @@ def _pad_add(full: Tensor, prefix: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------- GRU
 def _run_gru(cell, params, x, state, lengths, reverse, zoneout_masks, recurrent_mask):
-    from lstmkit.backends.cpu.ops import gru_layer_fwd
+    from lstmkit.backends.cpu.ops import gru_layer_eager, gru_layer_fwd, layer_forward
 
     H = cell.hidden_size
     w_ih, bias, bias_hn, ln_w = params["weight_ih"], None, None, None
@@ -203,7 +203,7 @@ def _run_gru(cell, params, x, state, lengths, reverse, zoneout_masks, recurrent_
     elif cell.bias:
         bias = params["bias_ih"] + shift
     zoneout_h = zoneout_masks[0] if zoneout_masks else None
-    y, h_n, *_ = gru_layer_fwd(
+    y, h_n, *_ = layer_forward(gru_layer_fwd, gru_layer_eager)(
         x, w_ih, params["weight_hh"], bias, bias_hn, ln_w, state[0], lengths, zoneout_h,
         recurrent_mask, [int(cell.reset_after), int(reverse)],
     )  # fmt: skip

@@ -2,6 +2,11 @@
 
 Custom ops (rather than a bare ``autograd.Function``) keep the engine opaque to
 ``torch.compile(fullgraph=True)``: the fake implementations give it every output's shape.
+Eager training calls each forward op's twin instead (``layer_forward``): an
+``autograd.Function`` with the same forward, ``setup_context`` and backward, without
+torch.library's autograd dispatch (which fills in the long schema's defaults on every call):
+0.13 ms less per training call here, an eighth of a whole T=1 training step. Without
+gradients the op itself is the faster of the two.
 The forward op returns its outputs *and* what its backward needs (gate activations, state
 slots, ...) as plain tensors; ``setup_context`` saves the latter and marks them
 non-differentiable. Weights arrive already permuted into the engine's internal gate order
@@ -11,6 +16,8 @@ way out (the schema has a fixed number of outputs).
 Shapes: T steps, B batch, D input, H hidden, P output, G gate blocks, F = G - 1 feedback
 blocks (FGR), Rin the recurrent input size.
 """
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -31,6 +38,32 @@ def engine():
     return module
 
 
+def eager_twin(op, forward: Callable, setup_context: Callable, backward: Callable) -> Callable:
+    """Register ``setup_context`` and ``backward`` as ``op``'s autograd, and return the same
+    three as an ``autograd.Function``'s ``apply``: what eager code calls (see the module
+    docstring); ``layer_forward`` picks between the two."""
+    op.register_autograd(backward, setup_context=setup_context)
+
+    class EagerTwin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *inputs):
+            output = forward(*inputs)
+            setup_context(ctx, inputs, output)
+            return output
+
+    EagerTwin.backward = staticmethod(backward)
+    EagerTwin.__name__ = EagerTwin.__qualname__ = f"Eager_{op._name.split('::')[-1]}"
+    return EagerTwin.apply
+
+
+def layer_forward(op, eager: Callable) -> Callable:
+    """The eager twin when autograd records outside torch.compile; the custom op otherwise
+    (torch.compile sees the op and its fake shapes)."""
+    if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+        return op
+    return eager
+
+
 def gradient_like(t: Tensor | None, x: Tensor) -> Tensor:
     """A fake backward's gradient for input ``t``: its shape, or empty where ``t`` is absent
     (the engine returns an empty tensor for an absent input)."""
@@ -41,8 +74,7 @@ def gradient_like(t: Tensor | None, x: Tensor) -> Tensor:
 LSTM_SAVED = 11  # acts, h slots, c slots, sigma_h(c), c raw, hh, a slots, 4 of layer norm
 
 
-@torch.library.custom_op("lstmkit::lstm_layer_fwd", mutates_args=(), device_types="cpu")
-def lstm_layer_fwd(
+def _lstm_forward(
     x: Tensor,  # [T, B, D], or the input projection [T, B, G*H] when weight_ih is None
     weight_ih: Tensor | None,  # [G*H, D]
     weight_hh: Tensor,  # [R*H, Rin]
@@ -71,6 +103,11 @@ def lstm_layer_fwd(
         recurrent_mask, flags, cell_clip,
     )  # fmt: skip
     return tuple(out)
+
+
+lstm_layer_fwd = torch.library.custom_op(
+    "lstmkit::lstm_layer_fwd", _lstm_forward, mutates_args=(), device_types="cpu"
+)
 
 
 @lstm_layer_fwd.register_fake
@@ -194,15 +231,14 @@ def _lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, grad_a_n, *_saved_grads):
     )  # fmt: skip
 
 
-lstm_layer_fwd.register_autograd(_lstm_backward, setup_context=_lstm_setup_context)
+lstm_layer_eager = eager_twin(lstm_layer_fwd, _lstm_forward, _lstm_setup_context, _lstm_backward)
 
 
 # --------------------------------------------------------------------------- GRU
 GRU_SAVED = 5  # activations r, z, n; h slots; aux; layer-norm normalised products, 1/std
 
 
-@torch.library.custom_op("lstmkit::gru_layer_fwd", mutates_args=(), device_types="cpu")
-def gru_layer_fwd(
+def _gru_forward(
     x: Tensor,  # [T, B, D], or the input projection [T, B, 3H] when weight_ih is None
     weight_ih: Tensor | None,  # [3H, D]
     weight_hh: Tensor,  # [3H, H]
@@ -221,6 +257,11 @@ def gru_layer_fwd(
         recurrent_mask, flags,
     )  # fmt: skip
     return tuple(out)
+
+
+gru_layer_fwd = torch.library.custom_op(
+    "lstmkit::gru_layer_fwd", _gru_forward, mutates_args=(), device_types="cpu"
+)
 
 
 @gru_layer_fwd.register_fake
@@ -302,4 +343,4 @@ def _gru_backward(ctx, grad_y, grad_h_n, *_saved_grads):
     )  # fmt: skip
 
 
-gru_layer_fwd.register_autograd(_gru_backward, setup_context=_gru_setup_context)
+gru_layer_eager = eager_twin(gru_layer_fwd, _gru_forward, _gru_setup_context, _gru_backward)

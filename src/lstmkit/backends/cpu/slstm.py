@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lstmkit.backends.cpu.ops import engine, gradient_like
+from lstmkit.backends.cpu.ops import eager_twin, engine, gradient_like, layer_forward
 from lstmkit.cells.slstm import SLSTMCellSpec
 
 Tensors8 = tuple[(Tensor,) * 8]
@@ -22,8 +22,7 @@ Tensors10 = tuple[(Tensor,) * 10]
 SLSTM_SAVED = 5  # activations, aux (max split, d log f), h slots, c slots, n slots
 
 
-@torch.library.custom_op("lstmkit::slstm_layer_fwd", mutates_args=(), device_types="cpu")
-def slstm_layer_fwd(
+def _forward(
     x: Tensor,  # [T, B, D], or the input projection [T, B, 4H] (gate-major) without weight_ih
     weight_ih: Tensor | None,  # [4H, D] head-major rows
     weight_hh: Tensor,  # [K, 4E, E]
@@ -41,6 +40,11 @@ def slstm_layer_fwd(
         x, weight_ih, weight_hh, bias, h0, c0, n0, m0, lengths, recurrent_mask, flags
     )
     return tuple(out)
+
+
+slstm_layer_fwd = torch.library.custom_op(
+    "lstmkit::slstm_layer_fwd", _forward, mutates_args=(), device_types="cpu"
+)
 
 
 @slstm_layer_fwd.register_fake
@@ -122,7 +126,7 @@ def _backward(ctx, grad_y, grad_h_n, grad_c_n, grad_n_n, grad_m_n, *_saved_grads
     )  # fmt: skip
 
 
-slstm_layer_fwd.register_autograd(_backward, setup_context=_setup_context)
+slstm_layer_eager = eager_twin(slstm_layer_fwd, _forward, _setup_context, _backward)
 
 
 def _head_major(tensor: Tensor, heads: int) -> Tensor:
@@ -150,7 +154,7 @@ def run_slstm(
     if cell.input_weights:  # weight_ih [4H, D]: its rows are the gate vector
         weight_ih = _head_major(params["weight_ih"].T, K).T
     flags = [K, int(cell.forget_gate == "sigmoid"), int(reverse)]
-    y, h_n, c_n, n_n, m_n, *_ = slstm_layer_fwd(
+    y, h_n, c_n, n_n, m_n, *_ = layer_forward(slstm_layer_fwd, slstm_layer_eager)(
         x, weight_ih, params["weight_hh"], bias, *state, lengths, recurrent_mask, flags
     )
     return y, (h_n, c_n, n_n, m_n)
