@@ -177,6 +177,22 @@ template <typename T>
 void gemm_nn(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b, int64_t ldb,
              T* out, int64_t ldo, bool accumulate);
 
+// The right factor b [K, N] of a GEMM that runs every step, prepared once per call: for the
+// micro-kernel (float32, N > 64) copied into column blocks of 64, each [K, 64] contiguous
+// (block 0 = plain b); gemm_right multiplies by it, block by block.
+template <typename T>
+struct RightFactor {
+  at::Tensor storage;  // keeps the data alive
+  const T* data;
+  int64_t K, N, block;
+};
+template <typename T>
+RightFactor<T> prepare_right(const at::Tensor& b);
+// out[M, N] (+)= a[M, K] b, as gemm_nn
+template <typename T>
+void gemm_right(int64_t M, const T* a, int64_t lda, const RightFactor<T>& b, T* out, int64_t ldo,
+                bool accumulate);
+
 // out [T, B, N] = x [T, B, K] w^T (+ bias), w [N, K]: a layer's input projection of every
 // step, as one GEMM (blocks of rows on the micro-kernel where gemm_nn has it).
 template <typename T>

@@ -143,6 +143,7 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
   at::Tensor un_buf = cf.reset_after ? at::Tensor() : at::empty({B, H}, opts);
   const at::Tensor w_hh_t = w_hh.t().contiguous();  // [H, 3H]: U_r, U_z, U_n column blocks
   const T* w_t = w_hh_t.data_ptr<T>();
+  const RightFactor<T> w_gh = prepare_right<T>(w_hh_t.narrow(1, 0, n_gh));  // [H, n_gh]
   hs[slots.first()].copy_(h0);
   const int64_t grain = row_grain(3 * H);
   const Steps<T> gates_t = steps_of<T>(gates), hs_t = steps_of<T>(hs), aux_t = steps_of<T>(aux);
@@ -158,7 +159,7 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
     const int64_t t = slots.time(step), in = slots.in(t), out = slots.out(t);
     // [B, H] x [H, 3H] (reset-after) or [H, 2H] (reset-before: U_rz only)
     const T* rin = masked_input<T>(hs_t[in], rmask, rin_masked, B * H);
-    gemm_nn<T>(B, n_gh, H, rin, H, w_t, 3 * H, gh_buf.data_ptr<T>(), n_gh, false);
+    gemm_right<T>(B, rin, H, w_gh, gh_buf.data_ptr<T>(), n_gh, false);
 
     s.gates = gates_t[t];
     s.gh = gh_buf.data_ptr<T>();

@@ -221,7 +221,7 @@ static std::vector<at::Tensor> lstm_forward_impl(
   at::Tensor gh_buf = cf.ln_hh ? at::empty({B, RH}, opts) : at::Tensor();
   at::Tensor rin_masked = rmask.has_value() ? at::empty({B, Rin}, opts) : at::Tensor();
   // the step GEMMs read weights as [in, out]
-  const at::Tensor w_hh_t = w_hh.t().contiguous();                           // [Rin, R*H]
+  const RightFactor<T> w_hh_t = prepare_right<T>(w_hh.t());                  // [Rin, R*H]
   const at::Tensor w_gg_t = cf.fgr ? w_gg->t().contiguous() : at::Tensor();   // [F*H, F*H]
   const at::Tensor w_hr_t = cf.proj ? w_hr->t().contiguous() : at::Tensor();  // [H, P]
   const at::Tensor ones = at::ones({H}, opts);
@@ -250,9 +250,9 @@ static std::vector<at::Tensor> lstm_forward_impl(
     // and adds into the step's gate rows (into its own buffer under layer norm)
     const T* rin = masked_input<T>((cf.peephole == 2 ? cs_t : hs_t)[in], rmask, rin_masked, B * Rin);
     if (cf.ln_hh) {
-      gemm_nn<T>(B, RH, Rin, rin, Rin, w_hh_t.data_ptr<T>(), RH, gh_buf.data_ptr<T>(), RH, false);
+      gemm_right<T>(B, rin, Rin, w_hh_t, gh_buf.data_ptr<T>(), RH, false);
     } else {
-      gemm_nn<T>(B, RH, Rin, rin, Rin, w_hh_t.data_ptr<T>(), RH, gates_t[t], GH, true);
+      gemm_right<T>(B, rin, Rin, w_hh_t, gates_t[t], GH, true);
     }
     // FGR: the gate state's feedback, [B, F*H] x [F*H, F*H], into the first F blocks
     if (cf.fgr) gemm_nn<T>(B, FH, FH, as_t[in], FH, w_gg_t.data_ptr<T>(), FH, gates_t[t], GH, true);
