@@ -178,7 +178,7 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* 
              T* out, int64_t ldo, bool accumulate);
 
 // The right factor b [K, N] of a GEMM that runs every step, prepared once per call: for the
-// micro-kernel (float32, N > 64) copied into column blocks of 64, each [K, 64] contiguous
+// micro-kernel (float32, K * N >= 128K) copied into column blocks of 64, each [K, 64] contiguous
 // (block 0 = plain b); gemm_right multiplies by it, block by block.
 template <typename T>
 struct RightFactor {

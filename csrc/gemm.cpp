@@ -32,8 +32,10 @@ constexpr int64_t kRowBlock = 256;
 constexpr int64_t kTnBlock = 256;
 // Columns per packed block of a step GEMM's weights (see RightFactor): one block, [K, 64],
 // stays in cache while the step's rows pass over it; 1.3-1.4x at [64, 256] x [256, 1024] and
-// [128, 512] x [512, 2048] here, the same below.
+// [128, 512] x [512, 2048] here. Weights under 128K elements (512 KiB of float32: [128, 512]
+// and below) stay in cache anyway, and there the extra calls cost more than they save.
 constexpr int64_t kPackBlock = 64;
+constexpr int64_t kPackMinElements = int64_t(1) << 17;
 
 bool brgemm_available() {
 #ifdef CPUBLAS_BRGEMM_F32F32F32
@@ -168,7 +170,7 @@ RightFactor<T> prepare_right(const at::Tensor& b) {
   const at::Tensor bc = b.contiguous();
   const int64_t K = bc.size(0), N = bc.size(1);
   RightFactor<T> f{bc, bc.data_ptr<T>(), K, N, 0};
-  if (!std::is_same_v<T, float> || !use_brgemm().load() || N <= kPackBlock) return f;
+  if (!std::is_same_v<T, float> || !use_brgemm().load() || K * N < kPackMinElements) return f;
   // column blocks of kPackBlock, each [K, cols] contiguous, one after another
   at::Tensor packed = at::empty({K * N}, bc.options());
   T* dst = packed.data_ptr<T>();

@@ -308,7 +308,8 @@ def test_fp32_step_gemm_kernels(step_gemm, case):
 @pytest.mark.parametrize("variant", ["standard", "peephole", "gru"])
 def test_fp32_gemms_split_across_threads(step_gemm, variant):
     """Sizes where the GEMMs split: the input projection into blocks of rows (T*B > 256),
-    the step and weight-gradient products into column blocks across two threads. The engine
+    the step and weight-gradient products into column blocks across two threads, and the
+    forward step GEMM's weights into packed column blocks (at least 128K of them). The engine
     sums a weight gradient's 400 rows in one GEMM where the reference sums 10 steps of 40, so
     in float32 an element whose terms cancel can differ beyond rtol 1e-5 (a few 1e-6 absolute;
     against the float64 truth the engine's largest error measured 2-3x the reference's, its
@@ -319,9 +320,9 @@ def test_fp32_gemms_split_across_threads(step_gemm, variant):
     try:
         for dtype in (torch.float32, torch.float64):
             if variant == "gru":
-                cell, params = gru_layer(D=24, H=64, dtype=dtype)
+                cell, params = gru_layer(D=24, H=224, dtype=dtype)
             else:
-                cell, params = lstm_layer(variant, D=24, H=64, dtype=dtype)
+                cell, params = lstm_layer(variant, D=24, H=224, dtype=dtype)
             compare_layer(cell, params, T=10, B=40, dtype=dtype, normwise=dtype == torch.float32)
     finally:
         torch.set_num_threads(threads)
