@@ -150,14 +150,6 @@ at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b);
 // unit column stride; deterministic for any number of threads (reduce.cpp).
 void col_dot(const at::Tensor& a, const OptTensor& b, const at::Tensor& out);
 
-// a [M, K] x w [N, K] -> a w^T [M, N] (+ bias [N]). For float32 this goes through oneDNN's
-// inner product (the op torch.compile's CPU backend uses, mkldnn::_linear_pointwise) when
-// this torch has it: on CPUs where MKL takes a narrower code path (AMD), it is about twice as
-// fast, and it is never slower. Otherwise, and for float64, MKL via at::mm into ``buffer``
-// (reused across steps) when one is given.
-at::Tensor mm_wt(const at::Tensor& a, const at::Tensor& w, const OptTensor& bias = std::nullopt,
-                  at::Tensor* buffer = nullptr);
-
 // The recurrent input of a step, [rows, n]: src itself, or src * mask (recurrent dropout's
 // mask, [rows, n]) written into ``buffer``.
 template <typename T>
