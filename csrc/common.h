@@ -143,7 +143,7 @@ at::Tensor workspace(at::IntArrayRef sizes, const at::TensorOptions& opts);
 void empty_workspace_cache();
 
 // a^T b for a [N, M], b [N, K] -> [M, K]: a weight gradient summed over N = T*B rows. float32
-// runs on the micro-kernel (mm_tn_brgemm) where the step GEMMs do, else on oneDNN or at::mm.
+// runs on the micro-kernel where the step GEMMs do, else on oneDNN or at::mm (gemm.cpp).
 at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b);
 
 // out[k] = sum_r a[r, k] * b[r, k] (or sum_r a[r, k] without b), a and b [rows, cols] with
@@ -190,9 +190,6 @@ void gemm_right(int64_t M, const T* a, int64_t lda, const RightFactor<T>& b, T* 
 template <typename T>
 void project_inputs(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
                     const at::Tensor& out);
-
-// mm_tn on the micro-kernel (gemm.cpp) where it applies (float32, brgemm on), else nullopt.
-OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b);
 
 // Which kernel float32 step GEMMs use: "brgemm" (oneDNN's micro-kernel, the default where
 // torch has it) or "aten" (at::mm); returns the previous choice. For tests and benchmarks.

@@ -1,4 +1,5 @@
-// The per-step GEMMs of the recurrent loops, on raw row-major pointers (see common.h).
+// The engine's GEMMs (see common.h): the per-step products of the recurrent loops on raw
+// row-major pointers, the input projections and the weight gradients.
 //
 // A step's recurrent product is small ([B, H] x [H, 4H]) and runs T times per layer, so what
 // surrounds the multiply counts: going through at::mm costs a tensor view, the dispatcher and
@@ -12,8 +13,10 @@
 #include <cstdlib>
 #include <string>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
+#include <ATen/ops/convolution_backward.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <ATen/ops/mm.h>
@@ -76,6 +79,16 @@ void gemm_aten(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T
   }
 }
 
+// f(j) for every block j in [0, count): one task per block when the product (macs
+// multiply-adds) pays for a fork, else all on this thread. at::parallel_for itself stays on
+// this thread inside a parallel region or with one thread.
+template <typename F>
+void for_each_block(int64_t count, int64_t macs, const F& f) {
+  at::parallel_for(0, count, macs >= kSplitMacs ? 1 : count, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) f(j);
+  });
+}
+
 #ifdef CPUBLAS_BRGEMM_F32F32F32
 // Columns [n0, n1) of the product, on the micro-kernel.
 void brgemm_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float* a, int64_t lda,
@@ -98,29 +111,23 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* 
 #ifdef CPUBLAS_BRGEMM_F32F32F32
   if constexpr (std::is_same_v<T, float>) {
     if (use_brgemm().load(std::memory_order_relaxed)) {
-      const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-      if (M > kRowBlock) {  // a whole sequence's rows: blocks of rows, a thread each
-        const int64_t grain = threads == 1 || M * N * K < kSplitMacs ? M : 1;
-        at::parallel_for(0, (M + kRowBlock - 1) / kRowBlock, grain, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) {
-            const int64_t m0 = r * kRowBlock, rows = std::min(kRowBlock, M - m0);
-            brgemm_columns(rows, 0, N, K, a + m0 * lda, lda, b, ldb, out + m0 * ldo, ldo,
-                           accumulate);
-          }
+      const int64_t macs = M * N * K;
+      if (M > kRowBlock) {  // a whole sequence's rows: blocks of rows
+        for_each_block((M + kRowBlock - 1) / kRowBlock, macs, [&](int64_t r) {
+          const int64_t m0 = r * kRowBlock, rows = std::min(kRowBlock, M - m0);
+          brgemm_columns(rows, 0, N, K, a + m0 * lda, lda, b, ldb, out + m0 * ldo, ldo,
+                         accumulate);
         });
         return;
       }
-      if (threads == 1 || M * N * K < kSplitMacs) {
-        brgemm_columns(M, 0, N, K, a, lda, b, ldb, out, ldo, accumulate);
-        return;
-      }
-      // one block of columns per thread (whole vectors each); the split depends only on the
-      // thread count, so two runs with the same threads give the same bits
+      // a step's rows: one block of columns per thread (whole vectors each), or one block;
+      // the split depends only on the thread count, so the same threads give the same bits
+      const int64_t threads =
+          macs < kSplitMacs || at::in_parallel_region() ? 1 : at::get_num_threads();
       const int64_t block = ((N + threads - 1) / threads + 15) / 16 * 16;
-      at::parallel_for(0, (N + block - 1) / block, 1, [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j)
-          brgemm_columns(M, j * block, std::min(N, (j + 1) * block), K, a, lda, b, ldb, out,
-                         ldo, accumulate);
+      for_each_block((N + block - 1) / block, macs, [&](int64_t j) {
+        brgemm_columns(M, j * block, std::min(N, (j + 1) * block), K, a, lda, b, ldb, out, ldo,
+                       accumulate);
       });
       return;
     }
@@ -134,6 +141,8 @@ template void gemm_nn<float>(int64_t, int64_t, int64_t, const float*, int64_t, c
 template void gemm_nn<double>(int64_t, int64_t, int64_t, const double*, int64_t, const double*,
                               int64_t, double*, int64_t, bool);
 
+namespace {
+// mm_tn on the micro-kernel where it applies (float32, brgemm on), else nullopt.
 OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b) {
 #ifdef CPUBLAS_BRGEMM_F32F32F32
   if (a.scalar_type() != at::kFloat || !use_brgemm().load(std::memory_order_relaxed) ||
@@ -147,22 +156,46 @@ OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b) {
   const at::Tensor out_t = at::empty({K, M}, a.options());
   const float *A = a.data_ptr<float>(), *Bt = bt.data_ptr<float>();
   float* O = out_t.data_ptr<float>();
-  const int64_t blocks = (M + kTnBlock - 1) / kTnBlock;
-  const bool split = !at::in_parallel_region() && at::get_num_threads() > 1 &&
-                     N * M * K >= kSplitMacs;
-  at::parallel_for(0, blocks, split ? 1 : blocks, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      const int64_t m0 = j * kTnBlock, cols = std::min(kTnBlock, M - m0);
-      for (int64_t n0 = 0; n0 < N; n0 += kTnBlock) {
-        at::native::cpublas::brgemm(K, cols, std::min(kTnBlock, N - n0), N, lda, M, n0 > 0,
-                                    Bt + n0, A + n0 * lda + m0, O + m0, false);
-      }
+  for_each_block((M + kTnBlock - 1) / kTnBlock, N * M * K, [&](int64_t j) {
+    const int64_t m0 = j * kTnBlock, cols = std::min(kTnBlock, M - m0);
+    for (int64_t n0 = 0; n0 < N; n0 += kTnBlock) {
+      at::native::cpublas::brgemm(K, cols, std::min(kTnBlock, N - n0), N, lda, M, n0 > 0,
+                                  Bt + n0, A + n0 * lda + m0, O + m0, false);
     }
   });
   return out_t.t().contiguous();
 #else
   return std::nullopt;
 #endif
+}
+
+// Below this many multiply-adds oneDNN's call overhead outweighs its speed: at::mm there.
+constexpr int64_t kOneDnnMinMacs = int64_t(1) << 21;
+std::atomic<bool> conv_failed{false};
+}  // namespace
+
+// a^T b on the micro-kernel where float32 step GEMMs use it (mm_tn_brgemm). Otherwise, for
+// float32, as the weight gradient of a 1x1 convolution over N positions, channels last (the
+// memory of a [N, M] matrix *is* a channels-last [1, M, N, 1] image), which torch runs on
+// oneDNN; for float64, or if that fails, at::mm on the transposed matrix.
+at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b) {
+  if (OptTensor fast = mm_tn_brgemm(a, b)) return *fast;
+  const int64_t N = a.size(0), M = a.size(1), K = b.size(1);
+  if (a.scalar_type() == at::kFloat && N * M * K >= kOneDnnMinMacs && a.stride(1) == 1 &&
+      b.stride(1) == 1 && !conv_failed.load() && at::globalContext().userEnabledMkldnn()) {
+    try {
+      const at::Tensor grad = a.as_strided({1, M, N, 1}, {N * a.stride(0), 1, a.stride(0), M});
+      const at::Tensor input = b.as_strided({1, K, N, 1}, {N * b.stride(0), 1, b.stride(0), K});
+      const at::Tensor weight =
+          at::empty({M, K, 1, 1}, a.options().memory_format(at::MemoryFormat::ChannelsLast));
+      auto grads = at::convolution_backward(grad, input, weight, std::nullopt, {1, 1}, {0, 0},
+                                            {1, 1}, false, {0, 0}, 1, {false, true, false});
+      return std::get<1>(grads).reshape({M, K});
+    } catch (const std::exception&) {
+      conv_failed.store(true);
+    }
+  }
+  return at::mm(a.t(), b);
 }
 
 template <typename T>
@@ -193,15 +226,10 @@ void gemm_right(int64_t M, const T* a, int64_t lda, const RightFactor<T>& b, T* 
   }
 #ifdef CPUBLAS_BRGEMM_F32F32F32
   if constexpr (std::is_same_v<T, float>) {
-    const int64_t blocks = (N + b.block - 1) / b.block;
-    const bool split = !at::in_parallel_region() && at::get_num_threads() > 1 &&
-                       M * N * K >= kSplitMacs;
-    at::parallel_for(0, blocks, split ? 1 : blocks, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const int64_t n0 = j * b.block, cols = std::min(b.block, N - n0);
-        at::native::cpublas::brgemm(M, cols, K, lda, cols, ldo, accumulate, a, b.data + n0 * K,
-                                    out + n0, false);
-      }
+    for_each_block((N + b.block - 1) / b.block, M * N * K, [&](int64_t j) {
+      const int64_t n0 = j * b.block, cols = std::min(b.block, N - n0);
+      at::native::cpublas::brgemm(M, cols, K, lda, cols, ldo, accumulate, a, b.data + n0 * K,
+                                  out + n0, false);
     });
   }
 #endif

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 
 from lstmkit.backends import cpu
@@ -13,12 +15,11 @@ def step_gemm(request):
     skips where the engine did not build or this torch or CPU lacks the micro-kernel."""
     if not cpu.available():
         pytest.skip(f"the C++ engine did not build: {cpu.build_error()}")
-    try:
-        kernel = cpu.step_gemm(request.param)
-        kernel.__enter__()
-    except RuntimeError as error:
-        if "micro-kernel" not in str(error):
-            raise
-        pytest.skip(str(error))
-    yield request.param
-    kernel.__exit__(None, None, None)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(cpu.step_gemm(request.param))
+        except RuntimeError as error:
+            if "micro-kernel" not in str(error):
+                raise
+            pytest.skip(str(error))
+        yield request.param

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import warnings
+from functools import partial
 
 import pytest
 import torch
@@ -85,8 +86,7 @@ def compare_layer(
     (ref_out, ref_grads), (cpu_out, cpu_grads) = results
     check = assert_close
     if normwise:
-        rtol = 1e-5 if dtype == torch.float32 else 1e-10
-        check = lambda name, expected, actual: assert_close_normwise(name, expected, actual, rtol)  # noqa: E731
+        check = partial(assert_close_normwise, rtol=1e-5 if dtype == torch.float32 else 1e-10)
     for k, (expected, actual) in enumerate(zip(ref_out, cpu_out, strict=True)):
         check("output" if k == 0 else f"final state{k - 1}", expected, actual)
     for name, expected, actual in zip(names, ref_grads, cpu_grads, strict=True):

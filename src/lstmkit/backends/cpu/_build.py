@@ -23,7 +23,6 @@ SOURCES = (
     "common.h",
     "lstm.h",
     "gru.h",
-    "linear.cpp",
     "gemm.cpp",
     "workspace.cpp",
     "reduce.cpp",
