@@ -33,7 +33,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -104,17 +104,7 @@ QUICK = StudyScale(
     char_steps=100,
     char_window=50,
 )
-FULL = StudyScale(
-    configs_per_seed=2,
-    adding_hidden=(16, 32),
-    char_hidden=(32, 64),
-    batch_size=32,
-    adding_length=20,
-    adding_steps=600,
-    adding_test=1000,
-    char_steps=300,
-    char_window=100,
-)
+FULL = replace(QUICK, configs_per_seed=2, char_steps=300, char_window=100)
 
 
 # --------------------------------------------------------------------- the random search
