@@ -69,6 +69,20 @@ CASES = {
     "mlstm-chunkwise-bidirectional": lambda: lstmkit.mLSTM(
         D, 6, num_heads=2, bidirectional=True, form="chunkwise", chunk_size=2
     ),
+    "xlstm-lm-tied": lambda: lstmkit.xLSTM(
+        8, "xLSTM[1:1]", 4, num_heads=2, vocab_size=VOCAB, tie_weights=True, chunk_size=2
+    ),
+    "xlstm-features-batch-first": lambda: lstmkit.xLSTM(
+        8,
+        ["s", "m"],
+        num_heads=2,
+        batch_first=True,
+        conv_kernel_size=0,
+        slstm_forget_gate="sigmoid",
+        mlstm_forget_gate="exp",
+        mlstm_proj_factor=1.5,
+        ffn_factor=2.0,
+    ),
     "net-tokens": lambda: lstmkit.SequenceNet(
         lstmkit.SequenceNetConfig(
             VOCAB, 4, tokens=True, embedding_dim=3, variant="cifg", hidden_size=H
@@ -99,6 +113,10 @@ def perturbed(module: torch.nn.Module) -> torch.nn.Module:
 def example_input(module: torch.nn.Module) -> torch.Tensor:
     if isinstance(module, lstmkit.SequenceNet) and module.config.tokens:
         return torch.randint(0, VOCAB, (T, B))
+    if isinstance(module, lstmkit.xLSTM):
+        if module.vocab_size is not None:
+            return torch.randint(0, VOCAB, (T, B))
+        return torch.randn(B, T, module.embedding_dim)  # batch first
     if getattr(module, "batch_first", False):
         return torch.randn(B, T, D)
     return torch.randn(T, B, D)
@@ -170,6 +188,13 @@ def test_saving_again_replaces_the_file(tmp_path):
     lstmkit.save(second, path)
     assert_same_module(second, lstmkit.load(path))
     assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_tied_weights_stay_tied(tmp_path):
+    module = perturbed(CASES["xlstm-lm-tied"]())
+    loaded = lstmkit.load(lstmkit.save(module, tmp_path / "m.safetensors"))
+    assert loaded.head.weight is loaded.embedding.weight
+    assert torch.equal(loaded.head.weight, module.embedding.weight)
 
 
 def test_round_trip_keeps_float64(tmp_path):
@@ -287,7 +312,7 @@ def test_load_unknown_kind(tmp_path):
     path = tmp_path / "m.safetensors"
     metadata = {"lstmkit_config": json.dumps({"kind": "Transformer"})}
     save_file({"w": torch.zeros(1)}, str(path), metadata=metadata)
-    kinds = "'LSTM', 'GRU', 'ConvLSTM', 'sLSTM', 'mLSTM' or 'SequenceNet'"
+    kinds = "'LSTM', 'GRU', 'ConvLSTM', 'sLSTM', 'mLSTM', 'xLSTM' or 'SequenceNet'"
     with pytest.raises(ValueError, match=says(kinds, "'Transformer'")):
         lstmkit.load(path)
 

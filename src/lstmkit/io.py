@@ -31,11 +31,19 @@ class Saveable:
 
 
 def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write ``module`` (an lstmkit LSTM, GRU or SequenceNet) to ``path`` atomically."""
+    """Write ``module`` (an lstmkit recurrent module, xLSTM or SequenceNet) to ``path``
+    atomically."""
     if not hasattr(module, "to_dict"):
         kind = f"{type(module).__module__}.{type(module).__qualname__}"
         raise TypeError(f"module must be an lstmkit recurrent module or SequenceNet, got {kind}")
-    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
+    tensors, seen = {}, set()
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        # tied weights (an xLSTM's embedding and head) are one tensor under two names:
+        # safetensors stores tensors that share memory only as copies
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        tensors[name] = tensor.clone() if key in seen else tensor
+        seen.add(key)
     return write(path, tensors, module.to_dict(), extra)
 
 
@@ -92,7 +100,7 @@ def read(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], dict |
 def build(config: dict) -> nn.Module:
     """A fresh module from the dict ``to_dict()`` returned."""
     from lstmkit.cells import LSTMVariant
-    from lstmkit.nn import GRU, LSTM, ConvLSTM, mLSTM, sLSTM
+    from lstmkit.nn import GRU, LSTM, ConvLSTM, mLSTM, sLSTM, xLSTM
     from lstmkit.nn.sequence_net import SequenceNet, SequenceNetConfig
 
     config = dict(config)
@@ -105,11 +113,12 @@ def build(config: dict) -> nn.Module:
         if isinstance(config.get("zoneout"), list):
             config["zoneout"] = tuple(config["zoneout"])
         return LSTM(**config)
-    plain = {"GRU": GRU, "ConvLSTM": ConvLSTM, "sLSTM": sLSTM, "mLSTM": mLSTM}
+    plain = {"GRU": GRU, "ConvLSTM": ConvLSTM, "sLSTM": sLSTM, "mLSTM": mLSTM, "xLSTM": xLSTM}
     if kind in plain:
         return plain[kind](**config)
     raise ValueError(
-        "config kind must be 'LSTM', 'GRU', 'ConvLSTM', 'sLSTM', 'mLSTM' or 'SequenceNet', "
+        "config kind must be 'LSTM', 'GRU', 'ConvLSTM', 'sLSTM', 'mLSTM', 'xLSTM' or "
+        "'SequenceNet', "
         f"got {kind!r}"
     )
 

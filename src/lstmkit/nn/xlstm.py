@@ -30,6 +30,7 @@ from lstmkit._checks import check_positive_int
 from lstmkit.backends.registry import check_backend, resolve
 from lstmkit.cells.mlstm import DEFAULT_CHUNK_SIZE, FORMS, mlstm_sequence
 from lstmkit.cells.slstm import SLSTMCellSpec, check_forget_gate, check_heads, log_forget
+from lstmkit.io import Saveable
 
 State = tuple[Tensor, ...]
 
@@ -289,7 +290,7 @@ def parse_blocks(blocks: str | Sequence[str], num_blocks: int | None) -> list[st
     return kinds
 
 
-class xLSTM(nn.Module):
+class xLSTM(Saveable, nn.Module):
     r"""A residual stack of mLSTM and sLSTM blocks, optionally a language model.
 
     Args:
@@ -339,6 +340,20 @@ class xLSTM(nn.Module):
         factory = {"device": device, "dtype": dtype}
         self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.kinds = parse_blocks(blocks, num_blocks)
+        self._options = {  # what to_dict saves: every argument but the blocks, device, dtype
+            "num_heads": num_heads,
+            "vocab_size": vocab_size,
+            "batch_first": bool(batch_first),
+            "conv_kernel_size": conv_kernel_size,
+            "slstm_forget_gate": slstm_forget_gate,
+            "mlstm_forget_gate": mlstm_forget_gate,
+            "mlstm_proj_factor": mlstm_proj_factor,
+            "mlstm_form": mlstm_form,
+            "chunk_size": chunk_size,
+            "ffn_factor": ffn_factor,
+            "tie_weights": bool(tie_weights),
+            "backend": backend,
+        }
         self.batch_first = bool(batch_first)
         self.vocab_size = vocab_size
         layers: list[nn.Module] = []
@@ -423,6 +438,11 @@ class xLSTM(nn.Module):
                 f"batch_first), got shape {tuple(input.shape)}"
             )
         return input
+
+    def to_dict(self) -> dict:
+        """The constructor's arguments, as JSON-able values (blocks as a list of kinds)."""
+        return {"kind": "xLSTM", "embedding_dim": self.embedding_dim, "blocks": list(self.kinds),
+                **self._options}  # fmt: skip
 
     def extra_repr(self) -> str:
         pattern = "".join(self.kinds)
