@@ -5,6 +5,7 @@ that match each series run alone, padding that changes nothing, save/load, bad i
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -80,6 +81,19 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     assert model.validation_loss_ == min(losses)
     assert model.best_epoch_ == int(np.argmin(losses))
     assert len(losses) <= model.best_epoch_ + 3  # stopped after 2 epochs without progress
+
+
+def test_without_validation_the_lowest_training_loss_epoch_is_kept():
+    x, y = easy_data(n=30)
+    options = dict(validation_fraction=0, seed=0, learning_rate=0.2, **SMALL)
+    model = SequenceClassifier(epochs=12, **options).fit(x, y)
+    losses = [r["loss"] for r in model.history_]
+    assert len(losses) == 12 and model.best_epoch_ == int(np.argmin(losses))
+    assert model.best_epoch_ < 11, "pick a setting whose last epoch is not its best"
+    assert np.isnan(model.validation_loss_) and np.isnan(model.validation_accuracy_)
+    # the same run stopped right after that epoch holds the same weights
+    shorter = SequenceClassifier(epochs=model.best_epoch_ + 1, **options).fit(x, y)
+    assert np.array_equal(model.predict_proba(x), shorter.predict_proba(x))
 
 
 def test_standardisation_is_fitted_per_channel_on_train():
@@ -312,6 +326,25 @@ def test_classify_command_writes_results(tmp_path, monkeypatch):
     loaded = SequenceClassifier.load(tmp_path / "out" / "lstm-fcn-cifg.safetensors")
     assert loaded.variant == "cifg"
     assert loaded.score(*tiny["test"]) == runs[0]["test_accuracy"]  # seed 0's model is saved
+
+
+def test_classify_command_without_validation_marks_no_variant(tmp_path, monkeypatch):
+    from lstmkit.cli import classify as command
+
+    tiny = {"train": easy_data(n=12, channels=1), "test": easy_data(n=8, channels=1, seed=3)}
+    monkeypatch.setattr(command, "load_dataset", lambda name, split: tiny[split])
+    result = CliRunner().invoke(classify_app(), [
+        "classify", "--variant", "standard", "--variant", "cifg", "--seeds", "1",
+        "--epochs", "3", "--hidden-size", "4", "--baseline", "none",
+        "--validation-fraction", "0", "--output-dir", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["best_variant_on_validation"] is None
+    assert results["options"]["validation_fraction"] == 0
+    run = results["ours"]["standard"]["runs"][0]
+    assert run["epochs_run"] == 3 and math.isnan(run["validation_accuracy"])
+    assert "—" in result.output and "*" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,15 @@
 """``lstmkit classify``: LSTM-FCN / LSTM on a UCR/UEA dataset against baselines and anchors.
 
 The datasets ship inside aeon's wheel (nothing downloads). Each variant trains once per seed
-on the default train split (a stratified share of it held out for early stopping) and is
-scored on the test split; the baselines are aeon's MiniRocket and 1-NN DTW, run in the same
-process on the same split.
+on the default train split (a stratified share of it held out for early stopping, or none
+with ``--validation-fraction 0``) and is scored on the test split; the baselines are aeon's
+MiniRocket and 1-NN DTW, run in the same process on the same split.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -118,6 +119,14 @@ def classify(
     seeds: int = typer.Option(5, min=1, help="Train each variant with seeds 0..N-1."),
     epochs: int = typer.Option(300, min=1, help="Most epochs per run (early stopping)."),
     patience: int = typer.Option(100, min=1, help="Epochs without a better validation loss."),
+    validation_fraction: float = typer.Option(
+        0.2,
+        min=0.0,
+        max=0.99,
+        help="Share of the train split held out for early stopping. 0: every epoch on all "
+        "of it, keeping the epoch of the lowest training loss (Karim et al.'s protocol); no "
+        "variant is then marked best.",
+    ),
     hidden_size: int = typer.Option(64, min=1, help="LSTM units."),
     batch_size: int = typer.Option(128, min=1, help="Minibatch size."),
     bidirectional: bool = typer.Option(False, help="A bidirectional LSTM branch."),
@@ -138,6 +147,7 @@ def classify(
             dataset, arch, variant, seeds, baseline, output_dir,
             epochs=epochs, patience=patience, hidden_size=hidden_size,
             batch_size=batch_size, bidirectional=bidirectional,
+            validation_fraction=validation_fraction,
         )  # fmt: skip
     except (ValueError, TypeError, FileNotFoundError) as error:
         console.print(f"[red]error:[/red] {error}")
@@ -172,7 +182,11 @@ def _run(dataset, arch, variants, seeds, baselines, output_dir: Path, **options)
             )
             runs.append(run)
         ours[name] = _summary(runs)
-    best = max(ours, key=lambda v: (ours[v]["validation_accuracy"], -ours[v]["validation_loss"]))
+    best = None
+    if options.get("validation_fraction", 0.2) > 0:
+        best = max(
+            ours, key=lambda v: (ours[v]["validation_accuracy"], -ours[v]["validation_loss"])
+        )
     others = {}
     for name in baselines:
         # 1-NN DTW has no randomness: one run says it all
@@ -228,10 +242,15 @@ def _print(results: dict) -> None:
     for name, value in results["anchors"].items():
         table.add_row(f"published: {name}", f"{value:.4f}", "", "")
     console.print(table)
-    console.print("* best mean validation accuracy (the test split plays no part in the choice)")
+    if results["best_variant_on_validation"] is not None:
+        console.print(
+            "* best mean validation accuracy (the test split plays no part in the choice)"
+        )
 
 
 def _mean_std(summary: dict, key: str) -> str:
+    if math.isnan(summary[key]):  # no validation part
+        return "—"
     return f"{summary[key]:.4f} ± {summary[f'{key}_std']:.4f}"
 
 

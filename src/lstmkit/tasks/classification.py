@@ -252,7 +252,8 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
         epochs: at most this many passes over the training part.
         batch_size, learning_rate, weight_decay: Adam's minibatches and step.
         validation_fraction: share of the training data held out (stratified) to pick the
-            best epoch and stop early; 0 trains every epoch and keeps the last.
+            best epoch and stop early; 0 trains all ``epochs`` on all the data and keeps the
+            epoch of the lowest training loss (Karim et al.'s rule).
         patience: epochs without a better validation loss before stopping.
         seed: seeds the split, the initialisation, dropout and the batch order.
         backend: the LSTM backend (``"auto"``, ``"reference"``, ``"cpu"``).
@@ -376,21 +377,20 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
                 logits = self._logits(x, lengths, valid)
                 record["val_loss"] = F.cross_entropy(logits, targets[valid]).item()
                 record["val_accuracy"] = (logits.argmax(-1) == targets[valid]).float().mean().item()
-                if record["val_loss"] < best[0]:
-                    best = (record["val_loss"], epoch, copy.deepcopy(net.state_dict()), record)
+            # without a validation part, the epoch of the lowest training loss (Karim et al.'s
+            # checkpoint rule); the test data never takes part
+            watched = record["val_loss"] if len(valid) else record["loss"]
+            if watched < best[0]:
+                best = (watched, epoch, copy.deepcopy(net.state_dict()), record)
             self.history_.append(record)
             if self.verbose:
                 print(" ".join(f"{k}={v:.4g}" for k, v in record.items()), flush=True)
             if len(valid) and epoch - best[1] >= self.patience:
                 break
-        if len(valid):
-            net.load_state_dict(best[2])
-            self.best_epoch_ = best[1]
-            self.validation_loss_ = best[3]["val_loss"]
-            self.validation_accuracy_ = best[3]["val_accuracy"]
-        else:
-            self.best_epoch_ = len(self.history_) - 1
-            self.validation_loss_ = self.validation_accuracy_ = math.nan
+        net.load_state_dict(best[2])
+        self.best_epoch_ = best[1]
+        self.validation_loss_ = best[3].get("val_loss", math.nan)
+        self.validation_accuracy_ = best[3].get("val_accuracy", math.nan)
         net.eval()
 
     def _logits(self, x: np.ndarray, lengths: np.ndarray, rows: np.ndarray) -> Tensor:
