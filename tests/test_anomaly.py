@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import lstmkit
 from lstmkit.tasks.anomaly import AnomalyDetector, dynamic_threshold
 from lstmkit.tasks.metrics import regions
 
@@ -32,6 +33,7 @@ def test_score_and_detect_cover_every_point(detector):
 
 def test_save_load_round_trip(detector, tmp_path):
     loaded = AnomalyDetector.load(detector.save(tmp_path / "detector.safetensors"))
+    assert type(lstmkit.load(tmp_path / "detector.safetensors")) is AnomalyDetector
     series = wave(120, seed=2)
     assert np.array_equal(loaded.score(series), detector.score(series))
     assert loaded.config == detector.config

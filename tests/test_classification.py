@@ -210,6 +210,7 @@ def test_save_load_round_trip(tmp_path, arch):
     path = model.save(tmp_path / "classifier.safetensors")
     loaded = SequenceClassifier.load(path)
     assert np.array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    assert np.array_equal(lstmkit.load(path).predict_proba(x), model.predict_proba(x))
     assert loaded.classes_.tolist() == model.classes_.tolist()
     assert loaded.get_params() == model.get_params()
     assert loaded.net_.config == model.net_.config

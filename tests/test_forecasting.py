@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+import lstmkit
 from lstmkit.tasks import metrics
 from lstmkit.tasks.forecasting import Forecaster, integrate_seasonal, pinball_loss
 
@@ -84,6 +85,8 @@ def test_save_load_round_trip(fitted, tmp_path):
     path = fitted.save(tmp_path / "model.safetensors")
     loaded = Forecaster.load(path)
     pd.testing.assert_frame_equal(loaded.predict(), fitted.predict())
+    # lstmkit.load knows an estimator's file
+    pd.testing.assert_frame_equal(lstmkit.load(path).predict(), fitted.predict())
     assert loaded.config == fitted.config
     with pytest.raises(ValueError, match="not a saved AnomalyDetector"):
         from lstmkit.tasks.anomaly import AnomalyDetector

@@ -10,6 +10,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+import lstmkit
 from lstmkit.data.text import corpus_text
 from lstmkit.tasks import language_model as lm_module
 from lstmkit.tasks.language_model import KneserNeyBaseline, LanguageModel, sample_next
@@ -112,6 +113,7 @@ def test_save_load_round_trip(tmp_path, settings):
     model = tiny(**settings)
     path = model.save(tmp_path / "lm.safetensors")
     loaded = LanguageModel.load(path)
+    assert type(lstmkit.load(path)) is LanguageModel  # lstmkit.load knows an estimator's file
     assert loaded.settings == model.settings and loaded.characters == model.characters
     for name, tensor in model.net.state_dict().items():
         assert torch.equal(loaded.net.state_dict()[name], tensor), name

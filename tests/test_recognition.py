@@ -12,6 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+import lstmkit
 from helpers import assert_close
 from lstmkit.cli.recognize import recognize
 from lstmkit.data import digit_lines
@@ -175,6 +176,7 @@ def test_training_reduces_the_ctc_loss(fitted) -> None:
 def test_save_and_load_give_the_same_model(fitted, lines, tmp_path: Path) -> None:
     path = fitted.save(tmp_path / "recognizer.safetensors")
     loaded = Recognizer.load(path)
+    assert type(lstmkit.load(path)) is Recognizer  # lstmkit.load knows an estimator's file
     assert loaded.alphabet_ == fitted.alphabet_ and loaded.get_params() == fitted.get_params()
     for a, b in zip(
         fitted.log_probs(lines.features[:4]), loaded.log_probs(lines.features[:4]), strict=True

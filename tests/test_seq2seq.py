@@ -12,6 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+import lstmkit
 from helpers import assert_close
 from lstmkit.data.dates import FORMATS, date_pairs, ordinal, write_date
 from lstmkit.tasks.seq2seq import BOS, EOS, TARGET_SPECIALS, Seq2Seq, evaluate
@@ -157,6 +158,7 @@ def test_save_load_round_trip(tmp_path):
     model = Seq2Seq(**TINY, attention="bahdanau", num_layers=2).fit(random_pairs(20, seed=8))
     path = model.save(tmp_path / "s2s.safetensors")
     loaded = Seq2Seq.load(path)
+    assert type(lstmkit.load(path)) is Seq2Seq  # lstmkit.load knows an estimator's file
     sources = [s for s, _ in random_pairs(6, seed=9)]
     assert loaded.translate(sources, beam=2) == model.translate(sources, beam=2)
     assert_close("loss", model.loss(sources, sources), loaded.loss(sources, sources))

@@ -8,6 +8,7 @@ over the target only once complete: a failed save never touches an existing file
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
@@ -145,7 +146,23 @@ def load_weights(module: nn.Module, tensors: dict[str, torch.Tensor], path) -> n
     return module
 
 
-def load(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the module saved at ``path`` and load its weights (on the CPU)."""
+# the task estimators' file kinds -> the class whose ``load`` reads them (imported on use:
+# they need pandas and more)
+ESTIMATORS = {
+    "Forecaster": "lstmkit.tasks.forecasting:Forecaster",
+    "AnomalyDetector": "lstmkit.tasks.anomaly:AnomalyDetector",
+    "SequenceClassifierNet": "lstmkit.tasks.classification:SequenceClassifier",
+    "RecognizerNet": "lstmkit.tasks.recognition:Recognizer",
+    "LanguageModel": "lstmkit.tasks.language_model:LanguageModel",
+    "Seq2Seq": "lstmkit.tasks.seq2seq:Seq2Seq",
+}
+
+
+def load(path: str | os.PathLike):
+    """Rebuild the module saved at ``path`` and load its weights (on the CPU); a file a task
+    estimator saved (Forecaster, SequenceClassifier, ...) comes back as that estimator."""
     config, tensors, _ = read(path)
+    if config.get("kind") in ESTIMATORS:
+        module, name = ESTIMATORS[config["kind"]].split(":")
+        return getattr(importlib.import_module(module), name).load(path)
     return load_weights(build(config), tensors, path)
