@@ -15,7 +15,8 @@ struct GruBwdStep {
   const T* h_in;               // [B, H] h_{t-1}
   const T* rmask;              // [B, H] or null
   T* dgx;                      // [B, 3H] dL/d(input projection)
-  T* dgh;                      // [B, 3H] dL/d(U h_in + b_h) (reset-after only)
+  T* dgh_n;                    // [B, H] dL/d(U_n h_in + b_hn) (reset-after only; for r and z
+                               // the recurrent side's gradient is dgx's own)
   T* dH;                       // [B, H] carried dL/dh, updated in place
   T* dhin;                     // [B, H] scratch: dL/d(h_in) from r * h_in (reset-before)
   const T* drh;                // [B, H] dL/d(r * h_in) from the GEMM (reset-before)
@@ -35,7 +36,7 @@ LSTMKIT_INLINE void gru_bwd_row_h(const GruConfig& cf, const GruBwdStep<T>& s, i
   const bool valid = s.lengths == nullptr || s.t < s.lengths[b];
   if (!valid) {
     std::fill(dgx, dgx + 3 * H, T(0));
-    if (cf.reset_after) std::fill(s.dgh + b * 3 * H, s.dgh + (b + 1) * 3 * H, T(0));
+    if (cf.reset_after) std::fill(s.dgh_n + b * H, s.dgh_n + (b + 1) * H, T(0));
     if (cf.ln) std::fill(s.dU + b * 3 * H, s.dU + (b + 1) * 3 * H, T(0));
     return;
   }
@@ -59,18 +60,16 @@ LSTMKIT_INLINE void gru_bwd_row_h(const GruConfig& cf, const GruBwdStep<T>& s, i
   }
   if (cf.reset_after) {
     const T* __restrict un = s.aux + b * H;
-    T* __restrict dgh = s.dgh + b * 3 * H;
+    T* __restrict dgh_n = s.dgh_n + b * H;
     for (int64_t k = 0; k < H; ++k) {
       const T dpn = dgx[2 * H + k];
-      const T dpr = dpn * un[k] * (T(1) - r[k]) * r[k];
-      dgx[k] = dpr;
-      dgh[k] = dpr;
-      dgh[H + k] = dgx[H + k];
-      dgh[2 * H + k] = dpn * r[k];
+      dgx[k] = dpn * un[k] * (T(1) - r[k]) * r[k];
+      dgh_n[k] = dpn * r[k];
     }
     if (cf.ln) {
       for (int64_t j = 0; j < 3; ++j) {
-        normalize_row_backward<T>(dgh + j * H, s.ln_w + j * H, s.ln_n + b * 3 * H + j * H,
+        const T* post = j < 2 ? dgx + j * H : dgh_n;
+        normalize_row_backward<T>(post, s.ln_w + j * H, s.ln_n + b * 3 * H + j * H,
                                   s.ln_rstd[b * 3 + j], s.dU + b * 3 * H + j * H, H, false);
       }
     }
@@ -138,14 +137,14 @@ static std::vector<at::Tensor> gru_backward_impl(
   // dgx is the input projection's gradient: handed out as dx when Python projected
   at::Tensor dgx = cf.projected ? at::empty({T_, B, 3 * H}, opts) : workspace({T_, B, 3 * H}, opts);
   at::Tensor dU = cf.ln ? workspace({T_, B, 3 * H}, opts) : at::empty({0}, opts);
-  at::Tensor dgh = cf.reset_after ? workspace({T_, B, 3 * H}, opts) : at::Tensor();
+  at::Tensor dgh_n = cf.reset_after ? workspace({T_, B, H}, opts) : at::Tensor();
   at::Tensor dH = dh_n.clone();
   at::Tensor dhin = at::empty({B, H}, opts);
   at::Tensor drin_buf = at::empty({B, H}, opts), drh_buf = at::empty({B, H}, opts);
   const T* w = w_hh.data_ptr<T>();  // [3H, H]: U_r, U_z, U_n row blocks
   const int64_t grain = row_grain(3 * H);
   const Steps<T> acts_t = steps_of<T>(acts), aux_t = steps_of<T>(aux), hs_t = steps_of<T>(hs);
-  const Steps<T> dgx_t = steps_of<T>(dgx), dgh_t = steps_of<T>(dgh), dy_t = steps_of<T>(dy);
+  const Steps<T> dgx_t = steps_of<T>(dgx), dgh_n_t = steps_of<T>(dgh_n), dy_t = steps_of<T>(dy);
   const Steps<T> zh_t = steps_of<T>(zh), dU_t = steps_of<T>(dU);
   const Steps<T> ln_n_t = steps_of<T>(ln_n), ln_rstd_t = steps_of<T>(ln_rstd);
   GruBwdStep<T> s{};
@@ -161,7 +160,7 @@ static std::vector<at::Tensor> gru_backward_impl(
     s.aux = aux_t[t];
     s.h_in = hs_t[in];
     s.dgx = dgx_t[t];
-    s.dgh = dgh_t[t];
+    s.dgh_n = dgh_n_t[t];
     s.dy = dy_t[t];
     s.zh = zh_t[t];
     s.ln_n = ln_n_t[t];
@@ -170,12 +169,16 @@ static std::vector<at::Tensor> gru_backward_impl(
     s.t = t;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_bwd_rows(cf, s, b0, b1, 0); });
 
-    // dL/dh_in through the recurrent products: [B, 3H] x [3H, H], or the U_n and U_rz parts
-    // on their own (reset-before: U_n read r * h_in)
-    const T* du = (cf.ln ? dU_t : cf.reset_after ? dgh_t : dgx_t)[t];  // [B, 3H]
+    // dL/dh_in through the recurrent products: [B, 3H] x [3H, H] (as U_rz and U_n parts
+    // where the gradients of r, z and of n lie apart), or the U_n and U_rz parts on their
+    // own (reset-before: U_n read r * h_in)
+    const T* du = (cf.ln ? dU_t : dgx_t)[t];  // [B, 3H]
     T* d_in = drin_buf.data_ptr<T>();
-    if (cf.reset_after) {
+    if (cf.reset_after && cf.ln) {
       gemm_nn<T>(B, H, 3 * H, du, 3 * H, w, H, d_in, H, false);
+    } else if (cf.reset_after) {
+      gemm_nn<T>(B, H, 2 * H, du, 3 * H, w, H, d_in, H, false);
+      gemm_nn<T>(B, H, H, dgh_n_t[t], H, w + 2 * H * H, H, d_in, H, true);
     } else {
       gemm_nn<T>(B, H, H, du + 2 * H, 3 * H, w + 2 * H * H, H, drh_buf.data_ptr<T>(), H, false);
       s.drh = drh_buf.data_ptr<T>();
@@ -204,19 +207,20 @@ static std::vector<at::Tensor> gru_backward_impl(
   if (rmask.has_value()) h_in_all = slots.entering(hs).mul(*rmask).reshape({T_ * B, H});
   at::Tensor dw_hh, db_hn = at::empty({0}, opts), dln_w = at::empty({0}, opts);
   // what the weights multiplied got: the gradient before the layer norm when there is one;
-  // the gains get the gradient after it times the normalised products
-  const at::Tensor post = cf.reset_after ? dgh.view({T_ * B, 3 * H}) : dgx2;
-  const at::Tensor du2 = cf.ln ? dU.view({T_ * B, 3 * H}) : post;
-  if (cf.reset_after) {
-    dw_hh = mm_tn(du2, h_in_all);
-    if (has_bhn) db_hn = post.narrow(1, 2 * H, H).sum(0);
-  } else {
-    dw_hh = at::cat({mm_tn(du2.narrow(1, 0, 2 * H), h_in_all),
-                     mm_tn(du2.narrow(1, 2 * H, H), aux.view({T_ * B, H}))});
-  }
+  // the gains get the gradient after it times the normalised products. After the norm the
+  // r and z blocks' gradient is dgx's; n's is dgh_n (reset-after) or dgx's (reset-before)
+  const at::Tensor post_n = cf.reset_after ? dgh_n.view({T_ * B, H}) : dgx2.narrow(1, 2 * H, H);
+  const at::Tensor du_rz = cf.ln ? dU.view({T_ * B, 3 * H}).narrow(1, 0, 2 * H)
+                                 : dgx2.narrow(1, 0, 2 * H);
+  const at::Tensor du_n = cf.ln ? dU.view({T_ * B, 3 * H}).narrow(1, 2 * H, H) : post_n;
+  const at::Tensor n_read = cf.reset_after ? h_in_all : aux.view({T_ * B, H});
+  dw_hh = at::cat({mm_tn(du_rz, h_in_all), mm_tn(du_n, n_read)});
+  if (cf.reset_after && has_bhn) db_hn = post_n.sum(0);
   if (cf.ln) {
+    const at::Tensor ln_n2 = ln_n.view({T_ * B, 3 * H});
     dln_w = at::empty({3 * H}, opts);
-    col_dot(post, ln_n.view({T_ * B, 3 * H}), dln_w);
+    col_dot(dgx2.narrow(1, 0, 2 * H), ln_n2.narrow(1, 0, 2 * H), dln_w.narrow(0, 0, 2 * H));
+    col_dot(post_n, ln_n2.narrow(1, 2 * H, H), dln_w.narrow(0, 2 * H, H));
   }
   return {dx, dw_ih, dw_hh, dbias, db_hn, dln_w, dH};
 }
