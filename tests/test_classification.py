@@ -335,7 +335,7 @@ def test_classify_command_without_validation_marks_no_variant(tmp_path, monkeypa
     tiny = {"train": easy_data(n=12, channels=1), "test": easy_data(n=8, channels=1, seed=3)}
     monkeypatch.setattr(command, "load_dataset", lambda name, split: tiny[split])
     result = CliRunner().invoke(classify_app(), [
-        "classify", "--variant", "standard", "--variant", "cifg", "--seeds", "1",
+        "classify", "--variant", "standard", "--variant", "cifg", "--seeds", "2",
         "--epochs", "3", "--hidden-size", "4", "--baseline", "none",
         "--validation-fraction", "0", "--output-dir", str(tmp_path / "out"),
     ])  # fmt: skip
@@ -343,8 +343,11 @@ def test_classify_command_without_validation_marks_no_variant(tmp_path, monkeypa
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["best_variant_on_validation"] is None
     assert results["options"]["validation_fraction"] == 0
-    run = results["ours"]["standard"]["runs"][0]
-    assert run["epochs_run"] == 3 and math.isnan(run["validation_accuracy"])
+    summary = results["ours"]["standard"]
+    assert [run["epochs_run"] for run in summary["runs"]] == [3, 3]
+    assert math.isnan(summary["validation_accuracy"]) and math.isnan(summary["validation_loss"])
+    accuracies = [run["test_accuracy"] for run in summary["runs"]]
+    assert summary["test_accuracy_std"] == pytest.approx(np.std(accuracies, ddof=1))
     assert "—" in result.output and "*" not in result.output
 
 

@@ -209,10 +209,11 @@ def _summary(runs: list[dict]) -> dict:
     """Mean and sample standard deviation of every numeric field, and the runs themselves."""
     summary: dict = {"runs": runs}
     for key in ("test_accuracy", "validation_accuracy", "validation_loss"):
-        values = [r[key] for r in runs if key in r]
-        if values:
-            summary[key] = statistics.fmean(values)
-            summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        if not any(key in r for r in runs):
+            continue
+        values = [r[key] for r in runs if key in r and not math.isnan(r[key])]
+        summary[key] = statistics.fmean(values) if values else math.nan  # NaN: no validation
+        summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     for key in ("fit_seconds", "fit_cpu_seconds"):
         summary[f"median_{key}"] = statistics.median(r[key] for r in runs)
     return summary
