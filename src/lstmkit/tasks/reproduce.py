@@ -224,14 +224,15 @@ register(
         "navigation, modular arithmetic; train on lengths <= 40, test on 40..256.",
         description=(
             "Trains each model (an embedding, a 1-layer lstmkit.LSTM or a 2-block "
-            "lstmkit.xLSTM, a linear head) on sequences of lengths 3 to 40 of four regular "
-            "languages and tests it on lengths 40 to 256; reports accuracy scaled so chance is "
-            "0 and perfect 100, next to Walker et al. 2025's rows (as quoted in PD-SSM "
-            "Table 2): LSTM 100 / 100 / 99.9 / 100 on cycle nav / even pairs / mod arith / "
-            "parity, sLSTM 32.5 / 100 / 27.7 / 100, xLSTM[1:1] 53.5 / 99.0 / 29.3 / 100, "
-            "Transformer 24.4 / 90.4 / 23.6 / 52.2. 5,000 steps of 64 sequences, about 400 "
-            "times fewer sequences than the published protocol (see docs/xlstm.md). The full "
-            "run takes about 20 minutes on 2 CPU cores; --quick about 5."
+            "lstmkit.xLSTM with one head, a linear head) on sequences of lengths 3 to 40 of "
+            "four regular languages and tests it on lengths 40 to 256; reports accuracy "
+            "scaled so chance is 0 and perfect 100, next to Walker et al. 2025's rows (as "
+            "quoted in PD-SSM Table 2): LSTM 100 / 100 / 99.9 / 100 on cycle nav / even "
+            "pairs / mod arith / parity, sLSTM 32.5 / 100 / 27.7 / 100, xLSTM[1:1] 53.5 / "
+            "99.0 / 29.3 / 100, Transformer 24.4 / 90.4 / 23.6 / 52.2. 5,000 steps of 64 "
+            "sequences, about 400 times fewer sequences than the published protocol (see "
+            "docs/xlstm.md). The full run takes about 25 minutes on one CPU core; --quick "
+            "about 5."
         ),
         example="lstmkit reproduce xlstm-formal --quick --output-dir runs/xlstm-formal-quick",
         module="lstmkit.tasks.papers.xlstm_formal",
