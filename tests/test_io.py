@@ -318,7 +318,7 @@ def test_load_unknown_kind(tmp_path):
 
 
 def test_save_a_module_that_is_not_lstmkit(tmp_path):
-    with pytest.raises(TypeError, match=says("lstmkit recurrent module or SequenceNet")):
+    with pytest.raises(TypeError, match=says("lstmkit recurrent module, xLSTM or SequenceNet")):
         lstmkit.save(torch.nn.Linear(2, 2), tmp_path / "m.safetensors")
     assert os.listdir(tmp_path) == []
 

@@ -36,7 +36,9 @@ def save(module: nn.Module, path: str | os.PathLike, extra: dict | None = None) 
     atomically."""
     if not hasattr(module, "to_dict"):
         kind = f"{type(module).__module__}.{type(module).__qualname__}"
-        raise TypeError(f"module must be an lstmkit recurrent module or SequenceNet, got {kind}")
+        raise TypeError(
+            f"module must be an lstmkit recurrent module, xLSTM or SequenceNet, got {kind}"
+        )
     tensors, seen = {}, set()
     for name, tensor in module.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()

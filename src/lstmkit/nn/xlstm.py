@@ -441,8 +441,13 @@ class xLSTM(Saveable, nn.Module):
 
     def to_dict(self) -> dict:
         """The constructor's arguments, as JSON-able values (blocks as a list of kinds)."""
-        return {"kind": "xLSTM", "embedding_dim": self.embedding_dim, "blocks": list(self.kinds),
-                **self._options}  # fmt: skip
+        blocks = list(self.kinds)
+        return {
+            "kind": "xLSTM",
+            "embedding_dim": self.embedding_dim,
+            "blocks": blocks,
+            **self._options,
+        }
 
     def extra_repr(self) -> str:
         pattern = "".join(self.kinds)

@@ -359,7 +359,8 @@ class SequenceClassifier(ClassifierMixin, BaseEstimator):
             optimizer, factor=0.5 ** (1 / 3), patience=max(1, self.patience // 3),
             min_lr=min(1e-4, self.learning_rate),
         )  # fmt: skip
-        best = (math.inf, -1, copy.deepcopy(net.state_dict()), math.nan)
+        # (the watched loss, its epoch, the weights then, that epoch's record)
+        best = (math.inf, -1, copy.deepcopy(net.state_dict()), {})
         self.history_ = []
         for epoch in range(self.epochs):
             net.train()
