@@ -185,11 +185,43 @@ template <typename T>
 void gemm_right(int64_t M, const T* a, int64_t lda, const RightFactor<T>& b, T* out, int64_t ldo,
                 bool accumulate);
 
-// out [T, B, N] = x [T, B, K] w^T (+ bias), w [N, K]: a layer's input projection of every
-// step, as one GEMM (blocks of rows on the micro-kernel where gemm_nn has it).
+// out [M, N] = x [M, K] wt [K, N] (+ bias [N], null: none): input projections (blocks of rows
+// on the micro-kernel where gemm_nn has it).
 template <typename T>
-void project_inputs(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
-                    const at::Tensor& out);
+void project_rows(const T* x, int64_t M, int64_t K, const T* wt, int64_t N, const T* bias, T* out);
+
+// A layer's input projection run a few steps ahead of its loop rather than all at once: the
+// rows a step adds its recurrent product to are then still in cache (measured 1.2x faster
+// inference at T=500, B=16, H=64 and T=200, B=64, H=256 than one projection before the loop).
+// x [T, B, D] contiguous, w [N, D], bias [N] or none, out [T, B, N]; ``before(step)`` projects
+// the chunk that step ``step`` of the loop (in processing order, see Slots) starts.
+template <typename T>
+class StepProjection {
+ public:
+  static constexpr int64_t kRows = 256;  // rows per chunk, as gemm_nn's row blocks
+
+  StepProjection(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
+                 const at::Tensor& out, bool reverse)
+      : x_(x), wt_(w.t().contiguous()), out_(out), reverse_(reverse) {
+    if (bias.has_value() && bias->defined()) bias_ = bias->contiguous();
+    T_ = x.size(0), B_ = x.size(1), D_ = x.size(2), N_ = w.size(0);
+    chunk_ = std::max<int64_t>(1, kRows / std::max<int64_t>(B_, 1));
+  }
+
+  void before(int64_t step) const {
+    if (step % chunk_ != 0) return;
+    const int64_t n = std::min(chunk_, T_ - step);
+    const int64_t t0 = reverse_ ? T_ - step - n : step;  // the chunk's times, increasing
+    project_rows<T>(x_.data_ptr<T>() + t0 * B_ * D_, n * B_, D_, wt_.data_ptr<T>(), N_,
+                    bias_.defined() ? bias_.data_ptr<T>() : nullptr,
+                    out_.data_ptr<T>() + t0 * B_ * N_);
+  }
+
+ private:
+  at::Tensor x_, wt_, bias_, out_;
+  bool reverse_;
+  int64_t T_, B_, D_, N_, chunk_;
+};
 
 // Which kernel float32 step GEMMs use: "brgemm" (oneDNN's micro-kernel, the default where
 // torch has it) or "aten" (at::mm); returns the previous choice. For tests and benchmarks.

@@ -243,25 +243,19 @@ template void gemm_right<double>(int64_t, const double*, int64_t, const RightFac
                                  double*, int64_t, bool);
 
 template <typename T>
-void project_inputs(const at::Tensor& x, const at::Tensor& w, const OptTensor& bias,
-                    const at::Tensor& out) {
-  const int64_t N = w.size(0), K = w.size(1), M = x.numel() / std::max<int64_t>(K, 1);
-  const at::Tensor xc = x.contiguous(), wt = w.t().contiguous();  // [M, K], [K, N]
-  T* o = out.data_ptr<T>();
-  const bool has_bias = bias.has_value() && bias->defined();
-  if (has_bias) {  // every row starts as the bias; the product adds to it
-    const T* bb = bias->data_ptr<T>();
+void project_rows(const T* x, int64_t M, int64_t K, const T* wt, int64_t N, const T* bias, T* out) {
+  if (bias != nullptr) {  // every row starts as the bias; the product adds to it
     at::parallel_for(0, M, row_grain(N), [&](int64_t m0, int64_t m1) {
-      for (int64_t m = m0; m < m1; ++m) std::copy(bb, bb + N, o + m * N);
+      for (int64_t m = m0; m < m1; ++m) std::copy(bias, bias + N, out + m * N);
     });
   }
-  gemm_nn<T>(M, N, K, xc.data_ptr<T>(), K, wt.data_ptr<T>(), N, o, N, has_bias);
+  gemm_nn<T>(M, N, K, x, K, wt, N, out, N, bias != nullptr);
 }
 
-template void project_inputs<float>(const at::Tensor&, const at::Tensor&, const OptTensor&,
-                                    const at::Tensor&);
-template void project_inputs<double>(const at::Tensor&, const at::Tensor&, const OptTensor&,
-                                     const at::Tensor&);
+template void project_rows<float>(const float*, int64_t, int64_t, const float*, int64_t,
+                                  const float*, float*);
+template void project_rows<double>(const double*, int64_t, int64_t, const double*, int64_t,
+                                   const double*, double*);
 
 std::string set_step_gemm(const std::string& kernel) {
   TORCH_CHECK(kernel == "brgemm" || kernel == "aten",

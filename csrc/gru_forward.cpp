@@ -125,12 +125,13 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
   const auto opts = x.options();
   const Slots slots{T_, cf.reverse};
 
-  // input projection of every step: [T*B, D] x [D, 3H]
+  // input projection of every step, [T*B, D] x [D, 3H], a few steps ahead of the loop
   at::Tensor gates = workspace({T_, B, 3 * H}, opts);
+  std::optional<StepProjection<T>> projection;
   if (cf.projected) {
     gates.copy_(x);
   } else {
-    project_inputs<T>(x, *w_ih, bias, gates);
+    projection.emplace(x, *w_ih, bias, gates, cf.reverse);
   }
   at::Tensor hs = workspace({T_ + 1, B, H}, opts);
   at::Tensor aux = workspace({T_, B, H}, opts);
@@ -157,6 +158,7 @@ static std::vector<at::Tensor> gru_forward_impl(const GruConfig& cf, const at::T
 
   for (int64_t step = 0; step < T_; ++step) {
     const int64_t t = slots.time(step), in = slots.in(t), out = slots.out(t);
+    if (projection) projection->before(step);
     // [B, H] x [H, 3H] (reset-after) or [H, 2H] (reset-before: U_rz only)
     const T* rin = masked_input<T>(hs_t[in], rmask, rin_masked, B * H);
     gemm_right<T>(B, rin, H, w_gh, gh_buf.data_ptr<T>(), n_gh, false);

@@ -195,14 +195,15 @@ static std::vector<at::Tensor> lstm_forward_impl(
   const auto opts = x.options();
   const Slots slots{T_, cf.reverse};
 
-  // input projection of every step: one GEMM, [T*B, D] x [D, G*H] (+ the folded biases),
-  // into a recycled buffer; with layer norm Python projected already (x is [T, B, G*H]) and
-  // the loop works on a copy
+  // input projection of every step, [T*B, D] x [D, G*H] (+ the folded biases), into a
+  // recycled buffer, a few steps ahead of the loop (StepProjection); with layer norm Python
+  // projected already (x is [T, B, G*H]) and the loop works on a copy
   at::Tensor gates = workspace({T_, B, GH}, opts);
+  std::optional<StepProjection<T>> projection;
   if (cf.projected) {
     gates.copy_(x);
   } else {
-    project_inputs<T>(x, *w_ih, bias, gates);
+    projection.emplace(x, *w_ih, bias, gates, cf.reverse);
   }
 
   at::Tensor hs = workspace({T_ + 1, B, P}, opts);  // h slots
@@ -246,6 +247,7 @@ static std::vector<at::Tensor> lstm_forward_impl(
 
   for (int64_t step = 0; step < T_; ++step) {
     const int64_t t = slots.time(step), in = slots.in(t), out = slots.out(t);
+    if (projection) projection->before(step);
     // the recurrent GEMM, [B, Rin] x [Rin, R*H], reads h_{t-1} (or c_{t-1}), maybe masked,
     // and adds into the step's gate rows (into its own buffer under layer norm)
     const T* rin = masked_input<T>((cf.peephole == 2 ? cs_t : hs_t)[in], rmask, rin_masked, B * Rin);

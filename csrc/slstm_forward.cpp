@@ -122,8 +122,10 @@ static std::vector<at::Tensor> slstm_forward_impl(
   const auto opts = x.options();
   const Slots slots{T_, cf.reverse};
 
-  // input projection of every step: one GEMM, [T*B, D] x [D, 4H] (+ bias), head-major rows
+  // input projection of every step, [T*B, D] x [D, 4H] (+ bias), head-major rows, a few
+  // steps ahead of the loop
   at::Tensor gates = workspace({T_, B, 4 * H}, opts);
+  std::optional<StepProjection<T>> projection;
   if (cf.projected) {  // x is gate-major, [T, B, 4, K, E]: the copy into the buffer permutes it
     at::Tensor gates5 = gates.view({T_, B, K, 4, E});
     const at::Tensor x5 = x.view({T_, B, 4, K, E}).transpose(2, 3);
@@ -133,7 +135,7 @@ static std::vector<at::Tensor> slstm_forward_impl(
       gates5.copy_(x5);
     }
   } else {
-    project_inputs<T>(x, *w_ih, bias, gates);
+    projection.emplace(x, *w_ih, bias, gates, cf.reverse);
   }
   at::Tensor hs = workspace({T_ + 1, B, H}, opts);  // state slots (see Slots)
   at::Tensor cs = workspace({T_ + 1, B, H}, opts);
@@ -159,6 +161,7 @@ static std::vector<at::Tensor> slstm_forward_impl(
 
   for (int64_t step = 0; step < T_; ++step) {
     const int64_t t = slots.time(step), in = slots.in(t), out = slots.out(t);
+    if (projection) projection->before(step);
     // the block-diagonal recurrent product, a GEMM per head: [B, E] x [E, 4E] -> gh[k]
     const T* rin = masked_input<T>(hs_t[in], rmask, rin_masked, B * H);
     for (int64_t k = 0; k < K; ++k)
