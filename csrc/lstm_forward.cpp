@@ -1,5 +1,6 @@
-// The LSTM family's forward over a whole layer (see lstm.h): the input projection GEMM,
-// then per step the recurrent GEMM(s) and one fused pass over the gates.
+// The LSTM family's forward over a whole layer (see lstm.h): the input projection GEMMs, a
+// few steps ahead of the loop, and per step the recurrent GEMM(s) and one fused pass over the
+// gates.
 #include <ATen/ops/empty.h>
 #include <ATen/ops/ones.h>
 
