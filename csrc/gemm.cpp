@@ -9,6 +9,7 @@
 // accumulate into a strided output (the step's gate rows). On CPUs where MKL takes a
 // narrower code path (AMD) it is also 2-3x faster than at::mm at these shapes. Where this
 // torch lacks it or it fails, and for float64, at::mm over pointer views does the same job.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -33,6 +34,8 @@ constexpr int64_t kSplitMacs = int64_t(1) << 17;
 constexpr int64_t kRowBlock = 256;
 // Block of the summed index and of the output's columns in weight gradients (measured best)
 constexpr int64_t kTnBlock = 256;
+// Rows of b transposed at a time in weight gradients (a multiple of kTnBlock)
+constexpr int64_t kTnChunk = 512;
 // Columns per packed block of a step GEMM's weights (see RightFactor): one block, [K, 64],
 // stays in cache while the step's rows pass over it; 1.3-1.4x at [64, 256] x [256, 1024] and
 // [128, 512] x [512, 2048] here. Weights under 128K elements (512 KiB of float32: [128, 512]
@@ -150,19 +153,28 @@ OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b) {
     return std::nullopt;
   // a^T b = (b^T a)^T: the micro-kernel wants its left factor with the summed index
   // contiguous, so b (the narrower one) is transposed, not a; blocks of kTnBlock along both
-  // the sum and a's columns keep the working set in cache (2x at::mm here)
+  // the sum and a's columns keep the working set in cache (2x at::mm here). b is transposed
+  // kTnChunk rows at a time into one reused buffer: a whole b^T would cost as much memory as
+  // b itself (the FGR gate state: a quarter of the saved activations) at the training peak.
   const int64_t N = a.size(0), M = a.size(1), K = b.size(1), lda = a.stride(0);
-  const at::Tensor bt = b.t().contiguous();  // [K, N]
+  const int64_t chunk = std::min(kTnChunk, N);
+  const at::Tensor bt = at::empty({K, chunk}, b.options());  // b^T of one chunk of rows
   const at::Tensor out_t = at::empty({K, M}, a.options());
-  const float *A = a.data_ptr<float>(), *Bt = bt.data_ptr<float>();
-  float* O = out_t.data_ptr<float>();
-  for_each_block((M + kTnBlock - 1) / kTnBlock, N * M * K, [&](int64_t j) {
-    const int64_t m0 = j * kTnBlock, cols = std::min(kTnBlock, M - m0);
-    for (int64_t n0 = 0; n0 < N; n0 += kTnBlock) {
-      at::native::cpublas::brgemm(K, cols, std::min(kTnBlock, N - n0), N, lda, M, n0 > 0,
-                                  Bt + n0, A + n0 * lda + m0, O + m0, false);
-    }
-  });
+  const float* A = a.data_ptr<float>();
+  float *Bt = bt.data_ptr<float>(), *O = out_t.data_ptr<float>();
+  for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+    const int64_t rows = std::min(chunk, N - c0);
+    at::Tensor bt_rows = bt.narrow(1, 0, rows);
+    bt_rows.copy_(b.narrow(0, c0, rows).t());
+    for_each_block((M + kTnBlock - 1) / kTnBlock, rows * M * K, [&](int64_t j) {
+      const int64_t m0 = j * kTnBlock, cols = std::min(kTnBlock, M - m0);
+      for (int64_t n0 = 0; n0 < rows; n0 += kTnBlock) {
+        at::native::cpublas::brgemm(K, cols, std::min(kTnBlock, rows - n0), chunk, lda, M,
+                                    c0 + n0 > 0, Bt + n0, A + (c0 + n0) * lda + m0, O + m0,
+                                    false);
+      }
+    });
+  }
   return out_t.t().contiguous();
 #else
   return std::nullopt;

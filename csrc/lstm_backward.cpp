@@ -321,7 +321,18 @@ static std::vector<at::Tensor> lstm_backward_impl(
   at::Tensor dw_hr = cf.proj ? mm_tn(dh_new.view({T_ * B, P}), hh.view({T_ * B, H}))
                              : at::empty({0}, opts);
   at::Tensor dw_gg = at::empty({0}, opts);
-  if (cf.fgr) dw_gg = mm_tn(dpre2.narrow(1, 0, FH), slots.entering(as).reshape({T_ * B, FH}));
+  if (cf.fgr_slots) {
+    dw_gg = mm_tn(dpre2.narrow(1, 0, FH), slots.entering(as).reshape({T_ * B, FH}));
+  } else if (cf.fgr) {  // a_{t-1}: a0 at the first step, then the previous step's activations
+    const int64_t first = slots.time(0);
+    dw_gg = mm_tn(dpre[first].narrow(1, 0, FH), as[0]);
+    if (T_ > 1) {
+      const int64_t later = cf.reverse ? 0 : 1, earlier = cf.reverse ? 1 : 0;
+      const at::Tensor a_prev = acts.narrow(0, earlier, T_ - 1).narrow(2, 0, FH);
+      const at::Tensor d_later = dpre.narrow(0, later, T_ - 1).narrow(2, 0, FH);
+      dw_gg.add_(mm_tn(d_later.reshape({(T_ - 1) * B, FH}), a_prev.reshape({(T_ - 1) * B, FH})));
+    }
+  }
   at::Tensor dw_ch = at::empty({0}, opts);
   if (cf.peephole == 1) {
     // i and f read c_{t-1}; o reads c_t (after the clip, before zoneout)
@@ -363,7 +374,8 @@ std::vector<at::Tensor> lstm_backward(
   const OptTensor w_ihc = contig(w_ih), w_hrc = contig(w_hr), zcc = contig(zc);
   const OptTensor ln_hh_wc = contig(ln_hh_w), ln_c_wc = contig(ln_c_w);
   const LstmConfig cf =
-      make_config(xc, w_ihc, w_hhc, dh_n, dc_n, w_hrc, zcc, ln_hh_wc, ln_c_wc, flags, clip);
+      make_config(xc, w_ihc, w_hhc, dh_n, dc_n, w_hrc, zcc, ln_hh_wc, ln_c_wc, za, lengths, flags,
+                  clip);
   std::vector<at::Tensor> s;
   for (const auto& t : saved) s.push_back(t.contiguous());
   std::vector<at::Tensor> out;

@@ -115,7 +115,7 @@ LSTMKIT_INLINE void lstm_fwd_row(const LstmConfig& cf, const FwdStep<T>& s, int6
     const T* __restrict m = s.zc + b * H;
     for (int64_t k = 0; k < H; ++k) c[k] = lerp(c[k], cp[k], m[k]);
   }
-  if (cf.fgr) {
+  if (cf.fgr_slots) {
     const int64_t n = cf.F * H;
     const T* __restrict a_in = s.a_in + b * n;
     T* __restrict a_out = s.a_out + b * n;
@@ -209,7 +209,8 @@ static std::vector<at::Tensor> lstm_forward_impl(
 
   at::Tensor hs = workspace({T_ + 1, B, P}, opts);  // h slots
   at::Tensor cs = workspace({T_ + 1, B, H}, opts);  // c slots
-  at::Tensor as = cf.fgr ? workspace({T_ + 1, B, FH}, opts) : at::empty({0}, opts);
+  // FGR gate-state slots, or only a0 in slot 0 when a_t is read from the activations
+  at::Tensor as = cf.fgr ? workspace({cf.fgr_slots ? T_ + 1 : 1, B, FH}, opts) : at::empty({0}, opts);
   at::Tensor shc = workspace({T_, B, H}, opts);
   at::Tensor craw = cf.need_craw ? workspace({T_, B, H}, opts) : at::empty({0}, opts);
   at::Tensor hh = cf.proj ? workspace({T_, B, H}, opts) : at::empty({0}, opts);
@@ -229,7 +230,7 @@ static std::vector<at::Tensor> lstm_forward_impl(
   const at::Tensor ones = at::ones({H}, opts);
   hs[slots.first()].copy_(h0);
   cs[slots.first()].copy_(c0);
-  if (cf.fgr) as[slots.first()].copy_(*a0);
+  if (cf.fgr) as[cf.fgr_slots ? slots.first() : 0].copy_(*a0);
 
   const Steps<T> gates_t = steps_of<T>(gates), hs_t = steps_of<T>(hs), cs_t = steps_of<T>(cs);
   const Steps<T> as_t = steps_of<T>(as), shc_t = steps_of<T>(shc), craw_t = steps_of<T>(craw);
@@ -257,8 +258,13 @@ static std::vector<at::Tensor> lstm_forward_impl(
     } else {
       gemm_right<T>(B, rin, Rin, w_hh_t, gates_t[t], GH, true);
     }
-    // FGR: the gate state's feedback, [B, F*H] x [F*H, F*H], into the first F blocks
-    if (cf.fgr) gemm_nn<T>(B, FH, FH, as_t[in], FH, w_gg_t.data_ptr<T>(), FH, gates_t[t], GH, true);
+    // FGR: the gate state's feedback, [B, F*H] x [F*H, F*H], into the first F blocks; a_{t-1}
+    // is a0, its slot, or the first F blocks of the previous step's activations
+    if (cf.fgr) {
+      const bool own = cf.fgr_slots || step == 0;
+      const T* a_prev = cf.fgr_slots ? as_t[in] : step == 0 ? as_t[0] : gates_t[slots.time(step - 1)];
+      gemm_nn<T>(B, FH, FH, a_prev, own ? FH : GH, w_gg_t.data_ptr<T>(), FH, gates_t[t], GH, true);
+    }
 
     s.pre = gates_t[t];
     s.gh = cf.ln_hh ? gh_buf.data_ptr<T>() : nullptr;
@@ -266,8 +272,8 @@ static std::vector<at::Tensor> lstm_forward_impl(
     s.c_out = cs_t[out];
     s.h_in = hs_t[in];
     s.h_out = hs_t[out];
-    s.a_in = as_t[in];
-    s.a_out = as_t[out];
+    s.a_in = cf.fgr_slots ? as_t[in] : nullptr;
+    s.a_out = cf.fgr_slots ? as_t[out] : nullptr;
     s.craw = craw_t[t];
     s.shc = shc_t[t];
     s.hh = hh_t[t];
@@ -289,7 +295,9 @@ static std::vector<at::Tensor> lstm_forward_impl(
     }
   }
   const int64_t last = slots.last();
-  at::Tensor a_n = cf.fgr ? as[last].clone() : at::empty({0}, opts);
+  at::Tensor a_n = at::empty({0}, opts);
+  if (cf.fgr)
+    a_n = cf.fgr_slots ? as[last].clone() : gates[slots.time(T_ - 1)].narrow(1, 0, FH).clone();
   return {y,  hs[last].clone(), cs[last].clone(), a_n, gates, hs, cs, shc, craw, hh, as,
           lnh_n, lnh_rstd, lnc_n, lnc_rstd};
 }
@@ -309,7 +317,8 @@ std::vector<at::Tensor> lstm_forward(
   const OptTensor w_ihc = contig(w_ih), w_hrc = contig(w_hr), zcc = contig(zc);
   const OptTensor ln_hh_wc = contig(ln_hh_w), ln_c_wc = contig(ln_c_w);
   const LstmConfig cf =
-      make_config(xc, w_ihc, w_hhc, h0c, c0c, w_hrc, zcc, ln_hh_wc, ln_c_wc, flags, clip);
+      make_config(xc, w_ihc, w_hhc, h0c, c0c, w_hrc, zcc, ln_hh_wc, ln_c_wc, za, lengths, flags,
+                  clip);
   std::vector<at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
     out = lstm_forward_impl<scalar_t>(

@@ -435,14 +435,22 @@ def test_gru_module(engine, reset_after):
 
 
 # --------------------------------------------------------------------------- the ops
-@pytest.mark.parametrize("variant", ["standard", "peephole", "cifg", "fgr", "peephole_full"])
-def test_gradcheck_lstm(engine, variant):
+GRADCHECK_LSTM = [(v, True) for v in ("standard", "peephole", "cifg", "fgr", "peephole_full")]
+
+
+# masked: lengths, zoneout and a recurrent mask. Without lengths and zoneout FGR's engine reads
+# a_{t-1} from the previous step's activations, not from gate-state slots of its own.
+@pytest.mark.parametrize(
+    "variant, masked", [*GRADCHECK_LSTM, ("fgr", False)],
+    ids=[*(f"{v}-masked" for v, _ in GRADCHECK_LSTM), "fgr-plain"],
+)  # fmt: skip
+def test_gradcheck_lstm(engine, variant, masked):
     cell, params = lstm_layer(variant, D=3, H=3, proj_size=2, cell_clip=0.8)
     x, state, zoneout_masks, recurrent_mask = make_inputs(
-        cell, 4, 2, torch.float64, zoneout=True, rmask=True
+        cell, 4, 2, torch.float64, zoneout=masked, rmask=masked
     )
     names = list(params)
-    lengths = torch.tensor([4, 2])
+    lengths = torch.tensor([4, 2]) if masked else None
 
     def run(x, *rest):
         p = dict(zip(names, rest[: len(names)], strict=True))
@@ -491,6 +499,8 @@ def test_opcheck(engine):
         [0, 1, 2, 0, 1, 1, 0, 1, 1, 0], 0.0,
     )  # fmt: skip
     torch.library.opcheck(ops.lstm_layer_fwd, lstm_args)
+    # without lengths (and zoneout) FGR keeps a0 alone, not [T + 1, B, 3H] gate-state slots
+    torch.library.opcheck(ops.lstm_layer_fwd, (*lstm_args[:13], None, *lstm_args[14:]))
     gru_args = (
         x, weight(3 * H, D), weight(3 * H, H), weight(3 * H), weight(H), None,
         torch.randn(B, H), None, None, None, [1, 1],

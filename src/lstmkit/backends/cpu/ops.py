@@ -120,6 +120,8 @@ def _(x, weight_ih, weight_hh, bias, weight_ch, weight_gg, weight_hr, ln_hh_weig
     RH = weight_hh.shape[0]
     FH = GH - H if flags[FLAG_FGR] else 0
     need_craw = cell_clip > 0 or zoneout_c is not None
+    # FGR's gate state has slots of its own only under zoneout or lengths; else a0 alone
+    a_slots = T + 1 if zoneout_a is not None or lengths is not None else 1
 
     def new(*shape: int, present: bool = True) -> Tensor:
         return x.new_empty(shape if present else (0,))
@@ -129,7 +131,7 @@ def _(x, weight_ih, weight_hh, bias, weight_ch, weight_gg, weight_hr, ln_hh_weig
         new(T, B, P), new(B, P), new(B, H), new(B, FH, present=FH > 0),
         new(T, B, GH), new(T + 1, B, P), new(T + 1, B, H), new(T, B, H),
         new(T, B, H, present=need_craw), new(T, B, H, present=weight_hr is not None),
-        new(T + 1, B, FH, present=FH > 0), new(T, B, RH, present=lnh),
+        new(a_slots, B, FH, present=FH > 0), new(T, B, RH, present=lnh),
         new(T, B, RH // H, present=lnh), new(T, B, H, present=lnc), new(T, B, present=lnc),
     )  # fmt: skip
 
