@@ -242,6 +242,7 @@ static std::vector<at::Tensor> lstm_backward_impl(
   const at::Tensor ones = at::ones({H}, opts);
   at::Tensor& d_rin_target = cf.peephole == 2 ? dC : dH;  // what the recurrence read
   const int64_t grain = row_grain(GH);
+  const RightFactor<T> w_hh_r = prepare_right<T>(w_hh);  // [R*H, Rin], read by every step
 
   const Steps<T> acts_t = steps_of<T>(acts), dpre_t = steps_of<T>(dpre), cs_t = steps_of<T>(cs);
   const Steps<T> craw_t = steps_of<T>(craw), shc_t = steps_of<T>(shc), dy_t = steps_of<T>(dy);
@@ -292,12 +293,10 @@ static std::vector<at::Tensor> lstm_backward_impl(
     const T* dgh_step = cf.ln_hh ? dgh_t[t] : dpre_t[t];
     const int64_t ld_dgh = cf.ln_hh ? RH : GH;
     if (rmask.has_value()) {
-      gemm_nn<T>(B, cf.Rin, RH, dgh_step, ld_dgh, w_hh.data_ptr<T>(), cf.Rin,
-                 drin_buf.data_ptr<T>(), cf.Rin, false);
+      gemm_right<T>(B, dgh_step, ld_dgh, w_hh_r, drin_buf.data_ptr<T>(), cf.Rin, false);
       d_rin_target.addcmul_(drin_buf, *rmask);
     } else {
-      gemm_nn<T>(B, cf.Rin, RH, dgh_step, ld_dgh, w_hh.data_ptr<T>(), cf.Rin,
-                 d_rin_target.data_ptr<T>(), cf.Rin, true);
+      gemm_right<T>(B, dgh_step, ld_dgh, w_hh_r, d_rin_target.data_ptr<T>(), cf.Rin, true);
     }
     if (cf.fgr)  // the gate state's feedback: [B, F*H] x [F*H, F*H]
       gemm_nn<T>(B, FH, FH, dpre_t[t], GH, w_gg->data_ptr<T>(), FH, s.dA, FH, true);

@@ -305,12 +305,14 @@ def test_fp32_step_gemm_kernels(step_gemm, case):
     compare_layer(cell, params, T=6, B=3, dtype=torch.float32, lengths=lengths, **case)
 
 
-@pytest.mark.parametrize("variant", ["standard", "peephole", "gru"])
+@pytest.mark.parametrize("variant", ["standard", "peephole", "fgr", "gru"])
 def test_fp32_gemms_split_across_threads(step_gemm, variant):
     """Sizes where the GEMMs split: the input projection into blocks of rows (T*B > 256),
-    the step and weight-gradient products into column blocks across two threads, and the
-    forward step GEMM's weights into packed column blocks (at least 128K of them). The engine
-    sums a weight gradient's 400 rows in one GEMM where the reference sums 10 steps of 40, so
+    the step and weight-gradient products into column blocks across two threads, the step
+    GEMMs' weights into packed column blocks (at least 128K of them), and the weight
+    gradients' transposed factor into chunks of 512 rows (T*B = 1160: two whole chunks and a
+    part). The engine sums a weight gradient's 1160 rows in one GEMM where the reference sums
+    29 steps of 40, so
     in float32 an element whose terms cancel can differ beyond rtol 1e-5 (a few 1e-6 absolute;
     against the float64 truth the engine's largest error measured 2-3x the reference's, its
     mean error under 2x): float32 is compared tensor by tensor (norm-wise relative 1e-5),
@@ -323,7 +325,7 @@ def test_fp32_gemms_split_across_threads(step_gemm, variant):
                 cell, params = gru_layer(D=24, H=224, dtype=dtype)
             else:
                 cell, params = lstm_layer(variant, D=24, H=224, dtype=dtype)
-            compare_layer(cell, params, T=10, B=40, dtype=dtype, normwise=dtype == torch.float32)
+            compare_layer(cell, params, T=29, B=40, dtype=dtype, normwise=dtype == torch.float32)
     finally:
         torch.set_num_threads(threads)
 
