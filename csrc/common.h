@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -145,6 +147,16 @@ void empty_workspace_cache();
 // a^T b for a [N, M], b [N, K] -> [M, K]: a weight gradient summed over N = T*B rows. float32
 // runs on the micro-kernel where the step GEMMs do, else on oneDNN or at::mm (gemm.cpp).
 at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b);
+// (a^T b, a's column sums [M]): a weight gradient and its bias's gradient. On the micro-kernel
+// the sums come out of the same GEMM (b gains a column of ones), saving a pass over a.
+std::pair<at::Tensor, at::Tensor> mm_tn_sums(const at::Tensor& a, const at::Tensor& b);
+// The input side's gradients from the gate gradients g2 [T*B, N] (contiguous) of a layer with
+// input x [T, B, D] and weights w_ih [N, D] (contiguous): (dx = g w_ih [T, B, D],
+// dW_ih = g^T x [N, D], dbias = g's column sums [N] or empty without a bias).
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> input_grads(const at::Tensor& g2,
+                                                           const at::Tensor& x,
+                                                           const at::Tensor& w_ih, bool has_bias);
 
 // out[k] = sum_r a[r, k] * b[r, k] (or sum_r a[r, k] without b), a and b [rows, cols] with
 // unit column stride; deterministic for any number of threads (reduce.cpp).

@@ -145,8 +145,10 @@ template void gemm_nn<double>(int64_t, int64_t, int64_t, const double*, int64_t,
                               int64_t, double*, int64_t, bool);
 
 namespace {
-// mm_tn on the micro-kernel where it applies (float32, brgemm on), else nullopt.
-OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b) {
+// (a^T b)^T = b^T a [K, M] on the micro-kernel where it applies (float32, brgemm on), else
+// nullopt. With ``sums``, b gets a last column of ones: the result's last row is then a's
+// column sums (the bias gradient, in the same pass over a as the weight gradient): [K + 1, M].
+OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b, bool sums) {
 #ifdef CPUBLAS_BRGEMM_F32F32F32
   if (a.scalar_type() != at::kFloat || !use_brgemm().load(std::memory_order_relaxed) ||
       a.stride(1) != 1 || a.numel() == 0 || b.numel() == 0)
@@ -157,25 +159,25 @@ OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b) {
   // kTnChunk rows at a time into one reused buffer: a whole b^T would cost as much memory as
   // b itself (the FGR gate state: a quarter of the saved activations) at the training peak.
   const int64_t N = a.size(0), M = a.size(1), K = b.size(1), lda = a.stride(0);
-  const int64_t chunk = std::min(kTnChunk, N);
-  const at::Tensor bt = at::empty({K, chunk}, b.options());  // b^T of one chunk of rows
-  const at::Tensor out_t = at::empty({K, M}, a.options());
+  const int64_t chunk = std::min(kTnChunk, N), Kout = sums ? K + 1 : K;
+  const at::Tensor bt = at::empty({Kout, chunk}, b.options());  // b^T of one chunk of rows
+  if (sums) bt[K].fill_(1.0f);
+  const at::Tensor out_t = at::empty({Kout, M}, a.options());
   const float* A = a.data_ptr<float>();
   float *Bt = bt.data_ptr<float>(), *O = out_t.data_ptr<float>();
   for (int64_t c0 = 0; c0 < N; c0 += chunk) {
     const int64_t rows = std::min(chunk, N - c0);
-    at::Tensor bt_rows = bt.narrow(1, 0, rows);
-    bt_rows.copy_(b.narrow(0, c0, rows).t());
-    for_each_block((M + kTnBlock - 1) / kTnBlock, rows * M * K, [&](int64_t j) {
+    bt.narrow(0, 0, K).narrow(1, 0, rows).copy_(b.narrow(0, c0, rows).t());
+    for_each_block((M + kTnBlock - 1) / kTnBlock, rows * M * Kout, [&](int64_t j) {
       const int64_t m0 = j * kTnBlock, cols = std::min(kTnBlock, M - m0);
       for (int64_t n0 = 0; n0 < rows; n0 += kTnBlock) {
-        at::native::cpublas::brgemm(K, cols, std::min(kTnBlock, rows - n0), chunk, lda, M,
+        at::native::cpublas::brgemm(Kout, cols, std::min(kTnBlock, rows - n0), chunk, lda, M,
                                     c0 + n0 > 0, Bt + n0, A + (c0 + n0) * lda + m0, O + m0,
                                     false);
       }
     });
   }
-  return out_t.t().contiguous();
+  return out_t;
 #else
   return std::nullopt;
 #endif
@@ -191,7 +193,7 @@ std::atomic<bool> conv_failed{false};
 // memory of a [N, M] matrix *is* a channels-last [1, M, N, 1] image), which torch runs on
 // oneDNN; for float64, or if that fails, at::mm on the transposed matrix.
 at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b) {
-  if (OptTensor fast = mm_tn_brgemm(a, b)) return *fast;
+  if (OptTensor fast = mm_tn_brgemm(a, b, false)) return fast->t().contiguous();
   const int64_t N = a.size(0), M = a.size(1), K = b.size(1);
   if (a.scalar_type() == at::kFloat && N * M * K >= kOneDnnMinMacs && a.stride(1) == 1 &&
       b.stride(1) == 1 && !conv_failed.load() && at::globalContext().userEnabledMkldnn()) {
@@ -209,6 +211,32 @@ at::Tensor mm_tn(const at::Tensor& a, const at::Tensor& b) {
   }
   return at::mm(a.t(), b);
 }
+
+std::pair<at::Tensor, at::Tensor> mm_tn_sums(const at::Tensor& a, const at::Tensor& b) {
+  if (OptTensor fast = mm_tn_brgemm(a, b, true)) {
+    const int64_t K = b.size(1);
+    return {fast->narrow(0, 0, K).t().contiguous(), fast->select(0, K).clone()};
+  }
+  return {mm_tn(a, b), a.sum(0)};
+}
+
+template <typename T>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> input_grads(const at::Tensor& g2,
+                                                           const at::Tensor& x,
+                                                           const at::Tensor& w_ih, bool has_bias) {
+  const int64_t rows = g2.size(0), N = g2.size(1), D = x.size(2);
+  at::Tensor dx = at::empty(x.sizes(), x.options());  // [T*B, N] x [N, D]
+  gemm_nn<T>(rows, D, N, g2.data_ptr<T>(), N, w_ih.data_ptr<T>(), D, dx.data_ptr<T>(), D, false);
+  const at::Tensor x2 = x.reshape({rows, D});
+  if (!has_bias) return {dx, mm_tn(g2, x2), at::empty({0}, x.options())};
+  auto [dw_ih, dbias] = mm_tn_sums(g2, x2);
+  return {dx, dw_ih, dbias};
+}
+
+template std::tuple<at::Tensor, at::Tensor, at::Tensor> input_grads<float>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, bool);
+template std::tuple<at::Tensor, at::Tensor, at::Tensor> input_grads<double>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, bool);
 
 template <typename T>
 RightFactor<T> prepare_right(const at::Tensor& b) {

@@ -194,15 +194,12 @@ static std::vector<at::Tensor> gru_backward_impl(
   }
 
   const at::Tensor dgx2 = dgx.view({T_ * B, 3 * H});
-  const at::Tensor x2 = x.reshape({T_ * B, cf.D});
-  at::Tensor dx = dgx, dw_ih = at::empty({0}, opts);
+  at::Tensor dx = dgx, dw_ih = at::empty({0}, opts), dbias = at::empty({0}, opts);
   if (!cf.projected) {
-    dx = at::empty({T_, B, cf.D}, opts);  // [T*B, 3H] x [3H, D]
-    gemm_nn<T>(T_ * B, cf.D, 3 * H, dgx.data_ptr<T>(), 3 * H, w_ih->data_ptr<T>(), cf.D,
-               dx.data_ptr<T>(), cf.D, false);
-    dw_ih = mm_tn(dgx2, x2);
+    std::tie(dx, dw_ih, dbias) = input_grads<T>(dgx2, x, *w_ih, has_bias);
+  } else if (has_bias) {
+    dbias = dgx2.sum(0);
   }
-  at::Tensor dbias = has_bias ? dgx2.sum(0) : at::empty({0}, opts);
   at::Tensor h_in_all = slots.entering(hs).reshape({T_ * B, H});
   if (rmask.has_value()) h_in_all = slots.entering(hs).mul(*rmask).reshape({T_ * B, H});
   at::Tensor dw_hh, db_hn = at::empty({0}, opts), dln_w = at::empty({0}, opts);

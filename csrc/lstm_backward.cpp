@@ -304,15 +304,12 @@ static std::vector<at::Tensor> lstm_backward_impl(
 
   // weight gradients: one GEMM (or reduction) each over all steps
   const at::Tensor dpre2 = dpre.view({T_ * B, GH});
-  const at::Tensor x2 = x.reshape({T_ * B, cf.D});
-  at::Tensor dx = dpre, dw_ih = at::empty({0}, opts);
+  at::Tensor dx = dpre, dw_ih = at::empty({0}, opts), dbias = at::empty({0}, opts);
   if (!cf.projected) {
-    dx = at::empty({T_, B, cf.D}, opts);  // [T*B, G*H] x [G*H, D]
-    gemm_nn<T>(T_ * B, cf.D, GH, dpre.data_ptr<T>(), GH, w_ih->data_ptr<T>(), cf.D,
-               dx.data_ptr<T>(), cf.D, false);
-    dw_ih = mm_tn(dpre2, x2);
+    std::tie(dx, dw_ih, dbias) = input_grads<T>(dpre2, x, *w_ih, has_bias);
+  } else if (has_bias) {
+    dbias = dpre2.sum(0);
   }
-  at::Tensor dbias = has_bias ? dpre2.sum(0) : at::empty({0}, opts);
   at::Tensor rin_all = slots.entering(cf.peephole == 2 ? cs : hs);
   if (rmask.has_value()) rin_all = rin_all.mul(*rmask);
   const at::Tensor dgh2 = cf.ln_hh ? dgh.view({T_ * B, RH}) : dpre2.narrow(1, 0, RH);

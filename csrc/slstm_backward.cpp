@@ -177,17 +177,13 @@ static std::vector<at::Tensor> slstm_backward_impl(
 
   // the weight gradients, one GEMM each over all T*B rows
   const at::Tensor dg2 = dgates.view({T_ * B, 4 * H});
-  at::Tensor dx, dw_ih = at::empty({0}, opts);
+  at::Tensor dx, dw_ih = at::empty({0}, opts), dbias = at::empty({0}, opts);
   if (cf.projected) {  // the input projection's gradient, gate-major as the input was
     dx = dgates.view({T_, B, K, 4, E}).transpose(2, 3).reshape({T_, B, 4 * H});
+    if (has_bias) dbias = dg2.sum(0);
   } else {
-    const at::Tensor x2 = x.reshape({T_ * B, cf.D});
-    dx = at::empty({T_, B, cf.D}, opts);  // [T*B, 4H] x [4H, D]
-    gemm_nn<T>(T_ * B, cf.D, 4 * H, dgates.data_ptr<T>(), 4 * H, w_ih->data_ptr<T>(), cf.D,
-               dx.data_ptr<T>(), cf.D, false);
-    dw_ih = mm_tn(dg2, x2);
+    std::tie(dx, dw_ih, dbias) = input_grads<T>(dg2, x, *w_ih, has_bias);
   }
-  const at::Tensor dbias = has_bias ? dg2.sum(0) : at::empty({0}, opts);
   at::Tensor h_in_all = slots.entering(hs);  // [T, B, H]
   if (rmask.has_value()) h_in_all = h_in_all.mul(*rmask);
   h_in_all = h_in_all.reshape({T_ * B, H});
