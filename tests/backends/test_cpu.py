@@ -699,3 +699,20 @@ def test_torch_compile_fullgraph_with_lengths(engine):
         assert_close(f"d{name}", e, a)
     with pytest.raises(ValueError, match="lengths must be at most"):
         loss(x, torch.tensor([6, 2, 4]))  # eager mode still checks the values
+
+
+@pytest.mark.parametrize("module", ["lstm", "gru", "slstm"])
+def test_second_derivative_raises(engine, module):
+    """The engine's backward has no derivative of its own: differentiating it raises rather
+    than treating the first gradients as constants."""
+    torch.manual_seed(0)
+    make = {
+        "lstm": lambda: lstmkit.LSTM(3, 4, backend="cpu"),
+        "gru": lambda: lstmkit.GRU(3, 4, backend="cpu"),
+        "slstm": lambda: lstmkit.sLSTM(3, 4, num_heads=1, backend="cpu"),
+    }[module]
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    y = make()(x)[0]
+    (dx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        dx.sum().backward()

@@ -5,8 +5,9 @@ Custom ops (rather than a bare ``autograd.Function``) keep the engine opaque to
 Eager training calls each forward op's twin instead (``layer_forward``): an
 ``autograd.Function`` with the same forward, ``setup_context`` and backward, without
 torch.library's autograd dispatch (which fills in the long schema's defaults on every call):
-0.13 ms less per training call here, an eighth of a whole T=1 training step. Without
-gradients the op itself is the faster of the two.
+0.13 ms less per training call here, an eighth of a whole T=1 training step. Its backward
+calls the engine's backward function straight, not the backward op (``backward_op``), for
+the same reason. Without gradients the op itself is the faster of the two.
 The forward op returns its outputs *and* what its backward needs (gate activations, state
 slots, ...) as plain tensors; ``setup_context`` saves the latter and marks them
 non-differentiable. Weights arrive already permuted into the engine's internal gate order
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from lstmkit.backends.cpu import _build
 
@@ -49,11 +51,20 @@ def eager_twin(op, forward: Callable, setup_context: Callable, backward: Callabl
         def forward(ctx, *inputs):
             output = forward(*inputs)
             setup_context(ctx, inputs, output)
+            ctx.eager_twin = True  # backward_op: call the engine's backward straight
             return output
 
-    EagerTwin.backward = staticmethod(backward)
+    # the engine's backward has no derivative of its own: a second one raises, clearly
+    EagerTwin.backward = staticmethod(once_differentiable(backward))
     EagerTwin.__name__ = EagerTwin.__qualname__ = f"Eager_{op._name.split('::')[-1]}"
     return EagerTwin.apply
+
+
+def backward_op(ctx, op, run: Callable) -> Callable:
+    """What a backward calls: under the eager twin the engine function ``run`` itself (as the
+    twin skips torch.library's per-call work going forward, this skips it coming back), else
+    the backward ``op``, which torch.compile traces through its fake implementation."""
+    return run if getattr(ctx, "eager_twin", False) else op
 
 
 def layer_forward(op, eager: Callable) -> Callable:
@@ -136,8 +147,7 @@ def _(x, weight_ih, weight_hh, bias, weight_ch, weight_gg, weight_hr, ln_hh_weig
     )  # fmt: skip
 
 
-@torch.library.custom_op("lstmkit::lstm_layer_bwd", mutates_args=(), device_types="cpu")
-def lstm_layer_bwd(
+def _lstm_backward_engine(
     grad_y: Tensor,
     grad_h_n: Tensor,
     grad_c_n: Tensor,
@@ -168,6 +178,11 @@ def lstm_layer_bwd(
         zoneout_a, recurrent_mask, saved, flags, cell_clip,
     )  # fmt: skip
     return tuple(out)
+
+
+lstm_layer_bwd = torch.library.custom_op(
+    "lstmkit::lstm_layer_bwd", _lstm_backward_engine, mutates_args=(), device_types="cpu"
+)
 
 
 @lstm_layer_bwd.register_fake
@@ -214,7 +229,7 @@ def _lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, grad_a_n, *_saved_grads):
     grad_h_n = _zeros_if_none(grad_h_n, h_slots[0])
     grad_c_n = _zeros_if_none(grad_c_n, c_slots[0])
     grad_a_n = _zeros_if_none(grad_a_n, a_slots[0]) if ctx.has_a0 else None
-    grads = lstm_layer_bwd(
+    grads = backward_op(ctx, lstm_layer_bwd, _lstm_backward_engine)(
         grad_y, grad_h_n, grad_c_n, grad_a_n, x, weight_ih, weight_hh, ctx.has_bias, weight_ch,
         weight_gg, weight_hr, ln_hh_w, ln_c_w, lengths, zoneout_h, zoneout_c, zoneout_a,
         recurrent_mask, list(saved), ctx.flags, ctx.cell_clip,
@@ -279,8 +294,7 @@ def _(x, weight_ih, weight_hh, bias, bias_hn, ln_hh_weight, h0, lengths, zoneout
     )  # fmt: skip
 
 
-@torch.library.custom_op("lstmkit::gru_layer_bwd", mutates_args=(), device_types="cpu")
-def gru_layer_bwd(
+def _gru_backward_engine(
     grad_y: Tensor,
     grad_h_n: Tensor,
     x: Tensor,
@@ -301,6 +315,11 @@ def gru_layer_bwd(
         zoneout_h, recurrent_mask, saved, flags,
     )  # fmt: skip
     return tuple(out)
+
+
+gru_layer_bwd = torch.library.custom_op(
+    "lstmkit::gru_layer_bwd", _gru_backward_engine, mutates_args=(), device_types="cpu"
+)
 
 
 @gru_layer_bwd.register_fake
@@ -334,7 +353,8 @@ def _gru_backward(ctx, grad_y, grad_h_n, *_saved_grads):
     x, weight_ih, weight_hh, ln_hh_weight, lengths, zoneout_h, recurrent_mask = inputs
     grad_y = _zeros_if_none(grad_y, saved[2])
     grad_h_n = _zeros_if_none(grad_h_n, saved[1][0])
-    dx, dw_ih, dw_hh, dbias, db_hn, dln, dh0 = gru_layer_bwd(
+    run = backward_op(ctx, gru_layer_bwd, _gru_backward_engine)
+    dx, dw_ih, dw_hh, dbias, db_hn, dln, dh0 = run(
         grad_y, grad_h_n, x, weight_ih, weight_hh, ctx.has_bias, ctx.has_bias_hn, ln_hh_weight,
         lengths, zoneout_h, recurrent_mask, list(saved), ctx.flags,
     )  # fmt: skip

@@ -14,7 +14,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lstmkit.backends.cpu.ops import eager_twin, engine, gradient_like, layer_forward
+from lstmkit.backends.cpu.ops import (
+    backward_op,
+    eager_twin,
+    engine,
+    gradient_like,
+    layer_forward,
+)
 from lstmkit.cells.slstm import SLSTMCellSpec
 
 Tensors8 = tuple[(Tensor,) * 8]
@@ -59,8 +65,7 @@ def _(x, weight_ih, weight_hh, bias, h0, c0, n0, m0, lengths, recurrent_mask, fl
     )  # fmt: skip
 
 
-@torch.library.custom_op("lstmkit::slstm_layer_bwd", mutates_args=(), device_types="cpu")
-def slstm_layer_bwd(
+def _backward_engine(
     grad_y: Tensor,
     grad_h_n: Tensor,
     grad_c_n: Tensor,
@@ -82,6 +87,11 @@ def slstm_layer_bwd(
         lengths, recurrent_mask, saved, flags,
     )  # fmt: skip
     return tuple(out)
+
+
+slstm_layer_bwd = torch.library.custom_op(
+    "lstmkit::slstm_layer_bwd", _backward_engine, mutates_args=(), device_types="cpu"
+)
 
 
 @slstm_layer_bwd.register_fake
@@ -117,7 +127,8 @@ def _backward(ctx, grad_y, grad_h_n, grad_c_n, grad_n_n, grad_m_n, *_saved_grads
             strict=True,
         )
     ]
-    dx, dw_ih, dw_hh, dbias, dh0, dc0, dn0, dm0 = slstm_layer_bwd(
+    run = backward_op(ctx, slstm_layer_bwd, _backward_engine)
+    dx, dw_ih, dw_hh, dbias, dh0, dc0, dn0, dm0 = run(
         *grads, x, weight_ih, weight_hh, ctx.has_bias, lengths, recurrent_mask, saved, ctx.flags
     )
     return (
