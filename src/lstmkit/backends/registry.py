@@ -13,8 +13,8 @@ RNN kernels), and either
 * the cpu engine does not run the input's device or dtype (a GPU, bfloat16): torch's kernels
   instead of the reference loop; or
 * it is an LSTM without proj_size on float32 CPU tensors, without lengths or packing: there
-  torch runs oneDNN's fused LSTM, measured 0.69-0.98x the engine's time in inference and
-  0.89-1.52x in training at the five sizes of ``lstmkit bench`` (docs/benchmarks.md); one
+  torch runs oneDNN's fused LSTM, measured 0.71-1.01x the engine's time in inference and
+  1.02-1.59x in training at the five sizes of ``lstmkit bench`` (docs/benchmarks.md); one
   choice per module serves both modes, and inference decides it.
 
 Otherwise ``"auto"`` runs each layer on the fused C++ engine (``cpu``) when the engine is
