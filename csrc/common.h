@@ -12,8 +12,8 @@
 #include <optional>
 #include <string>
 #include <tuple>
-#include <utility>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "activations.h"
