@@ -141,7 +141,11 @@ static std::vector<at::Tensor> gru_backward_impl(
   at::Tensor dH = dh_n.clone();
   at::Tensor dhin = at::empty({B, H}, opts);
   at::Tensor drin_buf = at::empty({B, H}, opts), drh_buf = at::empty({B, H}, opts);
-  const T* w = w_hh.data_ptr<T>();  // [3H, H]: U_r, U_z, U_n row blocks
+  // the step GEMMs' right factors (packed where large, see prepare_right): U_r and U_z
+  // together [2H, H], U_n [H, H], and all three [3H, H] where one product reads them all
+  const RightFactor<T> w_rz = prepare_right<T>(w_hh.narrow(0, 0, 2 * H));
+  const RightFactor<T> w_n = prepare_right<T>(w_hh.narrow(0, 2 * H, H));
+  const RightFactor<T> w_all = cf.reset_after && cf.ln ? prepare_right<T>(w_hh) : RightFactor<T>{};
   const int64_t grain = row_grain(3 * H);
   const Steps<T> acts_t = steps_of<T>(acts), aux_t = steps_of<T>(aux), hs_t = steps_of<T>(hs);
   const Steps<T> dgx_t = steps_of<T>(dgx), dgh_n_t = steps_of<T>(dgh_n), dy_t = steps_of<T>(dy);
@@ -175,16 +179,16 @@ static std::vector<at::Tensor> gru_backward_impl(
     const T* du = (cf.ln ? dU_t : dgx_t)[t];  // [B, 3H]
     T* d_in = drin_buf.data_ptr<T>();
     if (cf.reset_after && cf.ln) {
-      gemm_nn<T>(B, H, 3 * H, du, 3 * H, w, H, d_in, H, false);
+      gemm_right<T>(B, du, 3 * H, w_all, d_in, H, false);
     } else if (cf.reset_after) {
-      gemm_nn<T>(B, H, 2 * H, du, 3 * H, w, H, d_in, H, false);
-      gemm_nn<T>(B, H, H, dgh_n_t[t], H, w + 2 * H * H, H, d_in, H, true);
+      gemm_right<T>(B, du, 3 * H, w_rz, d_in, H, false);
+      gemm_right<T>(B, dgh_n_t[t], H, w_n, d_in, H, true);
     } else {
-      gemm_nn<T>(B, H, H, du + 2 * H, 3 * H, w + 2 * H * H, H, drh_buf.data_ptr<T>(), H, false);
+      gemm_right<T>(B, du + 2 * H, 3 * H, w_n, drh_buf.data_ptr<T>(), H, false);
       s.drh = drh_buf.data_ptr<T>();
       at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_bwd_rows(cf, s, b0, b1, 1); });
       std::copy(s.dhin, s.dhin + B * H, d_in);
-      gemm_nn<T>(B, H, 2 * H, du, 3 * H, w, H, d_in, H, true);
+      gemm_right<T>(B, du, 3 * H, w_rz, d_in, H, true);
     }
     if (rmask.has_value()) {
       dH.addcmul_(drin_buf, *rmask);

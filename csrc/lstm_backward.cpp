@@ -243,6 +243,7 @@ static std::vector<at::Tensor> lstm_backward_impl(
   at::Tensor& d_rin_target = cf.peephole == 2 ? dC : dH;  // what the recurrence read
   const int64_t grain = row_grain(GH);
   const RightFactor<T> w_hh_r = prepare_right<T>(w_hh);  // [R*H, Rin], read by every step
+  const RightFactor<T> w_gg_r = cf.fgr ? prepare_right<T>(*w_gg) : RightFactor<T>{};  // [FH, FH]
 
   const Steps<T> acts_t = steps_of<T>(acts), dpre_t = steps_of<T>(dpre), cs_t = steps_of<T>(cs);
   const Steps<T> craw_t = steps_of<T>(craw), shc_t = steps_of<T>(shc), dy_t = steps_of<T>(dy);
@@ -299,7 +300,7 @@ static std::vector<at::Tensor> lstm_backward_impl(
       gemm_right<T>(B, dgh_step, ld_dgh, w_hh_r, d_rin_target.data_ptr<T>(), cf.Rin, true);
     }
     if (cf.fgr)  // the gate state's feedback: [B, F*H] x [F*H, F*H]
-      gemm_nn<T>(B, FH, FH, dpre_t[t], GH, w_gg->data_ptr<T>(), FH, s.dA, FH, true);
+      gemm_right<T>(B, dpre_t[t], GH, w_gg_r, s.dA, FH, true);
   }
 
   // weight gradients: one GEMM (or reduction) each over all steps

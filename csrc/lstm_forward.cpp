@@ -210,7 +210,8 @@ static std::vector<at::Tensor> lstm_forward_impl(
   at::Tensor hs = workspace({T_ + 1, B, P}, opts);  // h slots
   at::Tensor cs = workspace({T_ + 1, B, H}, opts);  // c slots
   // FGR gate-state slots, or only a0 in slot 0 when a_t is read from the activations
-  at::Tensor as = cf.fgr ? workspace({cf.fgr_slots ? T_ + 1 : 1, B, FH}, opts) : at::empty({0}, opts);
+  const int64_t a_slots = cf.fgr_slots ? T_ + 1 : 1;
+  at::Tensor as = cf.fgr ? workspace({a_slots, B, FH}, opts) : at::empty({0}, opts);
   at::Tensor shc = workspace({T_, B, H}, opts);
   at::Tensor craw = cf.need_craw ? workspace({T_, B, H}, opts) : at::empty({0}, opts);
   at::Tensor hh = cf.proj ? workspace({T_, B, H}, opts) : at::empty({0}, opts);
@@ -225,7 +226,8 @@ static std::vector<at::Tensor> lstm_forward_impl(
   at::Tensor rin_masked = rmask.has_value() ? at::empty({B, Rin}, opts) : at::Tensor();
   // the step GEMMs read weights as [in, out]
   const RightFactor<T> w_hh_t = prepare_right<T>(w_hh.t());                  // [Rin, R*H]
-  const at::Tensor w_gg_t = cf.fgr ? w_gg->t().contiguous() : at::Tensor();   // [F*H, F*H]
+  // [F*H, F*H]
+  const RightFactor<T> w_gg_t = cf.fgr ? prepare_right<T>(w_gg->t()) : RightFactor<T>{};
   const at::Tensor w_hr_t = cf.proj ? w_hr->t().contiguous() : at::Tensor();  // [H, P]
   const at::Tensor ones = at::ones({H}, opts);
   hs[slots.first()].copy_(h0);
@@ -262,8 +264,10 @@ static std::vector<at::Tensor> lstm_forward_impl(
     // is a0, its slot, or the first F blocks of the previous step's activations
     if (cf.fgr) {
       const bool own = cf.fgr_slots || step == 0;
-      const T* a_prev = cf.fgr_slots ? as_t[in] : step == 0 ? as_t[0] : gates_t[slots.time(step - 1)];
-      gemm_nn<T>(B, FH, FH, a_prev, own ? FH : GH, w_gg_t.data_ptr<T>(), FH, gates_t[t], GH, true);
+      const T* a_prev = cf.fgr_slots ? as_t[in]
+                        : step == 0  ? as_t[0]
+                                     : gates_t[slots.time(step - 1)];
+      gemm_right<T>(B, a_prev, own ? FH : GH, w_gg_t, gates_t[t], GH, true);
     }
 
     s.pre = gates_t[t];

@@ -305,7 +305,12 @@ def test_fp32_step_gemm_kernels(step_gemm, case):
     compare_layer(cell, params, T=6, B=3, dtype=torch.float32, lengths=lengths, **case)
 
 
-@pytest.mark.parametrize("variant", ["standard", "peephole", "fgr", "gru"])
+# the GRU at H = 256, where its step GEMMs' U_r,z [2H, H] (and U [3H, H] under layer norm)
+# reach the 2^17 elements from which they are packed
+GRU_SPLIT = {"gru": {}, "gru-reset_before": {"reset_after": False}, "gru-ln": {"layer_norm": True}}
+
+
+@pytest.mark.parametrize("variant", ["standard", "peephole", "fgr", *GRU_SPLIT])
 def test_fp32_gemms_split_across_threads(step_gemm, variant):
     """Sizes where the GEMMs split: the input projection into blocks of rows (T*B > 256),
     the step and weight-gradient products into column blocks across two threads, the step
@@ -321,8 +326,8 @@ def test_fp32_gemms_split_across_threads(step_gemm, variant):
     torch.set_num_threads(2)
     try:
         for dtype in (torch.float32, torch.float64):
-            if variant == "gru":
-                cell, params = gru_layer(D=24, H=224, dtype=dtype)
+            if variant in GRU_SPLIT:
+                cell, params = gru_layer(D=24, H=256, dtype=dtype, **GRU_SPLIT[variant])
             else:
                 cell, params = lstm_layer(variant, D=24, H=224, dtype=dtype)
             compare_layer(cell, params, T=29, B=40, dtype=dtype, normwise=dtype == torch.float32)
