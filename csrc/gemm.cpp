@@ -157,7 +157,7 @@ OptTensor mm_tn_brgemm(const at::Tensor& a, const at::Tensor& b, bool sums) {
   // contiguous, so b (the narrower one) is transposed, not a; blocks of kTnBlock along both
   // the sum and a's columns keep the working set in cache (2x at::mm here). b is transposed
   // kTnChunk rows at a time into one reused buffer: a whole b^T would cost as much memory as
-  // b itself (the FGR gate state: a quarter of the saved activations) at the training peak.
+  // b itself (a layer's inputs or states) at the training peak.
   const int64_t N = a.size(0), M = a.size(1), K = b.size(1), lda = a.stride(0);
   const int64_t chunk = std::min(kTnChunk, N), Kout = sums ? K + 1 : K;
   const at::Tensor bt = at::empty({Kout, chunk}, b.options());  // b^T of one chunk of rows

@@ -142,10 +142,9 @@ static std::vector<at::Tensor> gru_backward_impl(
   at::Tensor dhin = at::empty({B, H}, opts);
   at::Tensor drin_buf = at::empty({B, H}, opts), drh_buf = at::empty({B, H}, opts);
   // the step GEMMs' right factors (packed where large, see prepare_right): U_r and U_z
-  // together [2H, H], U_n [H, H], and all three [3H, H] where one product reads them all
+  // together [2H, H], U_n [H, H]
   const RightFactor<T> w_rz = prepare_right<T>(w_hh.narrow(0, 0, 2 * H));
   const RightFactor<T> w_n = prepare_right<T>(w_hh.narrow(0, 2 * H, H));
-  const RightFactor<T> w_all = cf.reset_after && cf.ln ? prepare_right<T>(w_hh) : RightFactor<T>{};
   const int64_t grain = row_grain(3 * H);
   const Steps<T> acts_t = steps_of<T>(acts), aux_t = steps_of<T>(aux), hs_t = steps_of<T>(hs);
   const Steps<T> dgx_t = steps_of<T>(dgx), dgh_n_t = steps_of<T>(dgh_n), dy_t = steps_of<T>(dy);
@@ -173,16 +172,17 @@ static std::vector<at::Tensor> gru_backward_impl(
     s.t = t;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) { gru_bwd_rows(cf, s, b0, b1, 0); });
 
-    // dL/dh_in through the recurrent products: [B, 3H] x [3H, H] (as U_rz and U_n parts
-    // where the gradients of r, z and of n lie apart), or the U_n and U_rz parts on their
-    // own (reset-before: U_n read r * h_in)
+    // dL/dh_in through the recurrent products, as U_rz [B, 2H] x [2H, H] and U_n [B, H] x
+    // [H, H] parts (reset-before: U_n read r * h_in, so its part goes through the row pass)
     const T* du = (cf.ln ? dU_t : dgx_t)[t];  // [B, 3H]
     T* d_in = drin_buf.data_ptr<T>();
-    if (cf.reset_after && cf.ln) {
-      gemm_right<T>(B, du, 3 * H, w_all, d_in, H, false);
-    } else if (cf.reset_after) {
+    if (cf.reset_after) {  // n's gradient: beside r's and z's under layer norm, else dgh_n
       gemm_right<T>(B, du, 3 * H, w_rz, d_in, H, false);
-      gemm_right<T>(B, dgh_n_t[t], H, w_n, d_in, H, true);
+      if (cf.ln) {
+        gemm_right<T>(B, du + 2 * H, 3 * H, w_n, d_in, H, true);
+      } else {
+        gemm_right<T>(B, dgh_n_t[t], H, w_n, d_in, H, true);
+      }
     } else {
       gemm_right<T>(B, du + 2 * H, 3 * H, w_n, drh_buf.data_ptr<T>(), H, false);
       s.drh = drh_buf.data_ptr<T>();

@@ -263,10 +263,8 @@ static std::vector<at::Tensor> lstm_forward_impl(
     // FGR: the gate state's feedback, [B, F*H] x [F*H, F*H], into the first F blocks; a_{t-1}
     // is a0, its slot, or the first F blocks of the previous step's activations
     if (cf.fgr) {
-      const bool own = cf.fgr_slots || step == 0;
-      const T* a_prev = cf.fgr_slots ? as_t[in]
-                        : step == 0  ? as_t[0]
-                                     : gates_t[slots.time(step - 1)];
+      const bool own = cf.fgr_slots || step == 0;  // a slot: [B, F*H] rows, else [B, G*H]
+      const T* a_prev = own ? as_t[cf.fgr_slots ? in : 0] : gates_t[slots.time(step - 1)];
       gemm_right<T>(B, a_prev, own ? FH : GH, w_gg_t, gates_t[t], GH, true);
     }
 
