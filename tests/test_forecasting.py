@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -304,11 +306,35 @@ def test_learns_a_seasonal_series_better_than_the_seasonal_naive_forecast():
     assert metrics.mae(ordered.y, ordered.y_hat) < metrics.mae(ordered.y, naive)
 
 
-def test_forecast_command_prints_ours_against_the_baselines(tmp_path):
+def test_neuralforecast_peer_averages_its_seeds_and_forecasts_every_series():
+    from lstmkit.tasks import forecast_peers
+
+    # series "b" is shorter than the input window: neuralforecast pads it at the start
+    frame = pd.concat([monthly(n=30, ids=("a",)), monthly(n=8, ids=("b",), seed=1)])
+    train = frame[["unique_id", "ds", "y"]]
+    peer = functools.partial(forecast_peers.neuralforecast_lstm, train, 3, 12, max_steps=3)
+    both, seconds = peer(n_models=2, seed=4)
+    assert seconds > 0 and list(both.columns) == ["unique_id", "ds", "y_hat"]
+    for name, group in train.groupby("unique_id"):
+        after = pd.date_range(group.ds.max(), periods=4, freq="MS")[1:]
+        assert list(both[both.unique_id == name].ds) == list(after)
+    first, _ = peer(n_models=1, seed=4)
+    second, _ = peer(n_models=1, seed=5)
+    assert np.isfinite(both.y_hat).all()
+    assert not np.allclose(first.y_hat, second.y_hat)  # the seeds give different networks
+    np.testing.assert_allclose(both.y_hat, (first.y_hat + second.y_hat) / 2, rtol=1e-6)
+
+
+def test_forecast_command_prints_ours_against_the_baselines(tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
     from lstmkit.cli.forecast import forecast
+    from lstmkit.tasks import forecast_peers
+
+    # the peer's 1,000 default steps would dominate the test: 2 steps show the row is there
+    few_steps = functools.partial(forecast_peers.neuralforecast_lstm, max_steps=2)
+    monkeypatch.setattr(forecast_peers, "neuralforecast_lstm", few_steps)
 
     app = typer.Typer()
     app.command()(forecast)
@@ -322,6 +348,26 @@ def test_forecast_command_prints_ours_against_the_baselines(tmp_path):
     assert result.exit_code == 0, result.output
     for method in ("lstmkit standard", "seasonal naive", "AutoETS", "AutoARIMA", "Theta"):
         assert method in result.output
+    assert "neuralforecast LSTM" in result.output
     assert (tmp_path / "out" / "forecast.png").is_file()
+    without = CliRunner().invoke(app, [*arguments, "--no-peers"])
+    assert without.exit_code == 0 and "neuralforecast" not in without.output
     bad = CliRunner().invoke(app, ["forecast", "--dataset", "airline", "--csv", str(csv)])
     assert bad.exit_code == 2 and "exactly one of" in bad.output
+
+
+def test_member_is_the_model_fit_alone_with_its_seed():
+    frame = monthly(n=30)
+    ensemble = Forecaster(horizon=3, **TINY, n_models=2, seed=3).fit(frame)
+    alone = Forecaster(horizon=3, **TINY, n_models=1, seed=4).fit(frame)
+    second = ensemble.member(1)
+    assert second.config.seed == 4 and len(second.members_) == 1
+    pd.testing.assert_frame_equal(second.predict(), alone.predict())
+    first = ensemble.member(0).predict()
+    assert not np.allclose(first.y_hat, alone.predict().y_hat)
+    assert len(ensemble.members_) == 2  # the ensemble itself is left whole
+    for bad in (2, -1, 1.0, True):
+        with pytest.raises(ValueError, match=r"k must be an int in 0\.\.1"):
+            ensemble.member(bad)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Forecaster(horizon=3).member(0)

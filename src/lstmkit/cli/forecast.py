@@ -39,10 +39,16 @@ def forecast(
     n_models: int = typer.Option(5, help="Networks (seeds) averaged in the final forecasts."),
     seed: int = typer.Option(0, help="Seed of the first network."),
     max_steps: int = typer.Option(500, help="Optimiser steps per network."),
+    peers: bool = typer.Option(
+        True,
+        help="Also fit other libraries' LSTMs that are installed (neuralforecast's LSTM, with "
+        'its defaults; pip install "lstmkit[peers]").',
+    ),
     output_dir: Path | None = typer.Option(None, help="Write results.json and forecast.png here."),
 ) -> None:
     """Forecast the last HORIZON steps of every series; compare with seasonal naive, ETS,
-    AutoARIMA and Theta (statsforecast) and Holt-Winters (statsmodels) fit in the same run.
+    AutoARIMA and Theta (statsforecast), Holt-Winters (statsmodels) and, where installed,
+    neuralforecast's LSTM, all fit in the same run.
 
     Settings are chosen on the HORIZON steps before the test window, never on the test window.
 
@@ -71,6 +77,7 @@ def forecast(
             n_models=n_models,
             seed=seed,
             max_steps=max_steps,
+            peers=peers,
             say=_say,
         )
         extra = []

@@ -6,7 +6,8 @@ mean, their last value, or ``seasonal``, forecasting the change from one season 
 chosen on a validation window: the ``horizon`` steps before the test window, with the model
 trained on what precedes them. The chosen settings and ``standard`` are then refit on all the
 training data and scored once on the test window. Baselines (statsforecast: seasonal naive,
-AutoETS, AutoARIMA, Theta; statsmodels: Holt-Winters) are fit on the same training data.
+AutoETS, AutoARIMA, Theta; statsmodels: Holt-Winters) and, where installed, other libraries'
+LSTMs (neuralforecast) are fit on the same training data.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lstmkit.tasks import forecast_peers
 from lstmkit.tasks.forecasting import Forecaster
 from lstmkit.tasks.series_frame import ID, TARGET, TIME, Columns, as_long_frame, frequency
 
@@ -118,9 +120,14 @@ def run_benchmark(
     n_models: int = 5,
     seed: int = 0,
     max_steps: int = 500,
+    peers: bool = True,
     say=print,
 ) -> BenchmarkResult:
-    """Choose settings on validation, then score ours and the baselines on the test window."""
+    """Choose settings on validation, then score ours and the baselines on the test window.
+
+    With ``peers``, other libraries' LSTMs that are installed (``forecast_peers``) are fit on
+    the same training data with their own defaults and scored beside ours.
+    """
     train, test = split(dataset.frame, dataset.horizon)
     fit_part, validation = split(train, dataset.horizon)
     long_enough = fit_part.groupby(ID)[TARGET].transform("size") > dataset.horizon
@@ -160,7 +167,14 @@ def run_benchmark(
         if result.model is None:
             result.model = model
         say(f"{method}: {result.rows[-1].scores} in {seconds:.1f} s")
-    for method, (forecast, seconds) in baselines(train, dataset).items():
+    others = baselines(train, dataset)
+    if peers and forecast_peers.available()["neuralforecast"]:
+        others[forecast_peers.NEURALFORECAST] = forecast_peers.neuralforecast_lstm(
+            train, dataset.horizon, base["input_size"], n_models=n_models, seed=seed
+        )
+    elif peers:
+        say('neuralforecast is not installed: no peer row (pip install "lstmkit[peers]")')
+    for method, (forecast, seconds) in others.items():
         result.rows.append(
             Row(method, score(forecast.merge(test, on=[ID, TIME]), train, dataset), seconds)
         )
@@ -229,6 +243,8 @@ def darts_protocol(
 
     The model is trained on the data through 1958-12 with the settings chosen on validation
     for the 36-month task; the MAPE is over each forecast's 6th step (1959-06 .. 1960-12).
+    The note gives the MAPE of each of its networks alone (mean ± sample std over seeds), to
+    compare with single runs of other libraries (benchmarks/darts_airline.py).
     AutoARIMA refits at every origin (statsforecast's cross-validation), which favours it.
     """
     frame = dataset.frame
@@ -241,12 +257,17 @@ def darts_protocol(
         model = Forecaster(**base, variant=variant, local_level=level, n_models=n_models)
         model.fit(train)
         forecast = model.backtest(frame, h=6, start="1959-01-01", last_points_only=True)
+        seconds = time.perf_counter() - start
+        singles = [
+            Forecaster.errors(
+                model.member(k).backtest(frame, h=6, start="1959-01-01", last_points_only=True)
+            )["MAPE"]
+            for k in range(n_models)
+        ]
+        spread = f"{np.mean(singles):.2f} ± {np.std(singles, ddof=1):.2f}" if n_models > 1 else ""
+        note = f"its {n_models} networks alone: MAPE {spread or f'{singles[0]:.2f}'}"
         rows.append(
-            Row(
-                f"lstmkit {variant} (level={level})",
-                Forecaster.errors(forecast),
-                time.perf_counter() - start,
-            )
+            Row(f"lstmkit {variant} (level={level})", Forecaster.errors(forecast), seconds, note)
         )
     from statsforecast import StatsForecast
     from statsforecast.models import AutoARIMA

@@ -22,6 +22,7 @@ loss; the point forecast is the median. ``n_models`` networks from different see
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -657,6 +658,21 @@ class Forecaster:
         model.history_ = frame_from_json(state["history"])
         model.ids_ = state["ids"]
         return model
+
+    def member(self, k: int) -> Forecaster:
+        """The fitted ensemble's ``k``-th network alone (seed ``seed + k``), as a Forecaster.
+
+        It shares this model's scaling and history, so its forecasts are those of a model fit
+        with ``n_models=1, seed=seed + k``: scoring each member shows the spread over seeds
+        that the ensemble averages away.
+        """
+        self._check_fitted()
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(self.members_):
+            raise ValueError(f"k must be an int in 0..{len(self.members_) - 1}, got {k!r}")
+        single = copy.copy(self)
+        single.config = replace(self.config, n_models=1, seed=self.config.seed + k)
+        single.members_ = [self.members_[k]]
+        return single
 
     def with_settings(self, **changes) -> Forecaster:
         """An unfitted Forecaster with these settings changed."""
