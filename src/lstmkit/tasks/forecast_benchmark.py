@@ -264,8 +264,8 @@ def darts_protocol(
             )["MAPE"]
             for k in range(n_models)
         ]
-        spread = f"{np.mean(singles):.2f} ± {np.std(singles, ddof=1):.2f}" if n_models > 1 else ""
-        note = f"its {n_models} networks alone: MAPE {spread or f'{singles[0]:.2f}'}"
+        spread = f" ± {np.std(singles, ddof=1):.2f}" if n_models > 1 else ""
+        note = f"its {n_models} networks alone: MAPE {np.mean(singles):.2f}{spread}"
         rows.append(
             Row(f"lstmkit {variant} (level={level})", Forecaster.errors(forecast), seconds, note)
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -45,7 +44,6 @@ def neuralforecast_lstm(
     tests). Series shorter than the input window are padded at the start, as neuralforecast
     offers, so that every series is forecast.
     """
-    os.environ.setdefault("NIXTLA_ID_AS_COL", "1")  # ids as a column, not the index
     from neuralforecast import NeuralForecast
     from neuralforecast.models import LSTM
 
@@ -67,6 +65,7 @@ def neuralforecast_lstm(
             engine = NeuralForecast(models=[model], freq=freq)
             engine.fit(df=train)
             forecast = engine.predict()
+        # older neuralforecast versions return the ids as the index
         forecast = forecast.reset_index() if ID not in forecast else forecast
         forecasts.append(forecast.sort_values([ID, TIME]).reset_index(drop=True))
     mean = forecasts[0][[ID, TIME]].copy()
