@@ -351,6 +351,37 @@ def test_classify_command_without_validation_marks_no_variant(tmp_path, monkeypa
     assert "—" in result.output and "*" not in result.output
 
 
+def test_sktime_lstm_fcn_baseline_trains_for_the_epochs_asked(tmp_path, monkeypatch):
+    from sktime.classification.deep_learning.lstmfcn import LSTMFCNClassifierTorch
+
+    from lstmkit.cli import classify as command
+
+    epochs_seen = []
+    original_fit = LSTMFCNClassifierTorch.fit
+
+    def fit(self, x, y):
+        epochs_seen.append(self.num_epochs)
+        assert isinstance(x, np.ndarray) and x.ndim == 3  # ragged input padded to one length
+        return original_fit(self, x, y)
+
+    monkeypatch.setattr(LSTMFCNClassifierTorch, "fit", fit)
+    x, y = easy_data(n=16, channels=2, length=10)
+    ragged = [series[:, : 6 + k % 5] for k, series in enumerate(x)]
+    data = {"train": (ragged[:10], y[:10]), "test": (ragged[10:], y[10:])}
+    monkeypatch.setattr(command, "load_dataset", lambda name, split: data[split])
+    result = CliRunner().invoke(classify_app(), [
+        "classify", "--seeds", "2", "--epochs", "3", "--hidden-size", "4",
+        "--baseline", "sktime-lstm-fcn", "--output-dir", str(tmp_path / "out"),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert epochs_seen == [3, 3]
+    summary = json.loads((tmp_path / "out" / "results.json").read_text())["baselines"]
+    runs = summary["sktime-lstm-fcn"]["runs"]
+    assert [run["seed"] for run in runs] == [0, 1]
+    assert all(0 <= run["test_accuracy"] <= 1 for run in runs)
+    assert "sktime LSTM-FCN" in result.output
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
