@@ -120,15 +120,17 @@ def run_baseline(name: str, data, seed: int, epochs: int = 2000) -> dict:
     }
 
 
-def _one_length(x, x_test):
-    """Lists of series of different lengths as arrays: each series' last step repeated."""
+def _one_length(x, x_test) -> tuple[np.ndarray, np.ndarray]:
+    """Lists of ``[C, t]`` series of different lengths as ``[n, C, longest]`` arrays, each
+    series' last step repeated (the baselines need one length; ours take ``lengths=``)."""
     if not isinstance(x, list):
         return x, x_test
     longest = max(a.shape[1] for a in [*x, *x_test])
-    return (
+    padded = [
         np.stack([np.pad(a, ((0, 0), (0, longest - a.shape[1])), "edge") for a in d])
         for d in (x, x_test)
-    )
+    ]
+    return padded[0], padded[1]
 
 
 def classify(
