@@ -176,13 +176,11 @@ static std::vector<at::Tensor> gru_backward_impl(
     // [H, H] parts (reset-before: U_n read r * h_in, so its part goes through the row pass)
     const T* du = (cf.ln ? dU_t : dgx_t)[t];  // [B, 3H]
     T* d_in = drin_buf.data_ptr<T>();
-    if (cf.reset_after) {  // n's gradient: beside r's and z's under layer norm, else dgh_n
+    if (cf.reset_after) {
       gemm_right<T>(B, du, 3 * H, w_rz, d_in, H, false);
-      if (cf.ln) {
-        gemm_right<T>(B, du + 2 * H, 3 * H, w_n, d_in, H, true);
-      } else {
-        gemm_right<T>(B, dgh_n_t[t], H, w_n, d_in, H, true);
-      }
+      // n's gradient: beside r's and z's in du under layer norm, else its own [B, H] dgh_n
+      const T* dn = cf.ln ? du + 2 * H : dgh_n_t[t];
+      gemm_right<T>(B, dn, cf.ln ? 3 * H : H, w_n, d_in, H, true);
     } else {
       gemm_right<T>(B, du + 2 * H, 3 * H, w_n, drh_buf.data_ptr<T>(), H, false);
       s.drh = drh_buf.data_ptr<T>();

@@ -218,7 +218,7 @@ def _run(dataset, arch, variants, seeds, baselines, output_dir: Path, **options)
     for name in baselines:
         # 1-NN DTW has no randomness: one run says it all
         runs = [
-            run_baseline(name, data, seed, options.get("epochs", 2000))
+            run_baseline(name, data, seed, options["epochs"])
             for seed in range(1 if name == "1nn-dtw" else seeds)
         ]
         others[name] = _summary(runs)

@@ -168,7 +168,7 @@ def run_benchmark(
             result.model = model
         say(f"{method}: {result.rows[-1].scores} in {seconds:.1f} s")
     others = baselines(train, dataset)
-    if peers and forecast_peers.available()["neuralforecast"]:
+    if peers and forecast_peers.installed():
         others[forecast_peers.NEURALFORECAST] = forecast_peers.neuralforecast_lstm(
             train, dataset.horizon, base["input_size"], n_models=n_models, seed=seed
         )

@@ -23,9 +23,9 @@ from lstmkit.tasks.series_frame import ID, TIME, frequency
 NEURALFORECAST = "neuralforecast LSTM (defaults)"
 
 
-def available() -> dict[str, bool]:
-    """Which peer libraries can be imported here."""
-    return {"neuralforecast": importlib.util.find_spec("neuralforecast") is not None}
+def installed() -> bool:
+    """Whether the peer library (neuralforecast) can be imported here."""
+    return importlib.util.find_spec("neuralforecast") is not None
 
 
 def neuralforecast_lstm(
